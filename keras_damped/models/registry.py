@@ -1,0 +1,72 @@
+"""Named presets of the paper's models: `create_model` and `list_models`."""
+
+import fnmatch
+
+from keras_damped.models.resnet import DampedResNet
+from keras_damped.models.resnext import DampedResNeXt
+
+_VARIANT_PREFIXES = {"": None, "in_": "in", "lambda_in_": "lambda_in"}
+_PRESETS = {}
+
+
+def _register(name, builder, description, **kwargs):
+    _PRESETS[name] = (builder, description, kwargs)
+
+
+for _depth in (20, 32, 44, 56, 110, 164):
+    for _prefix, _damping in _VARIANT_PREFIXES.items():
+        _register(
+            f"{_prefix}resnet{_depth}",
+            DampedResNet,
+            f"{_prefix or 'plain '}ResNet-{_depth} (pre-activation, CIFAR)",
+            depth=_depth,
+            damping=_damping,
+        )
+    _register(
+        f"cnn{_depth}",
+        DampedResNet,
+        f"ResNet-{_depth} with lambda = 1 (non-residual damped blocks)",
+        depth=_depth,
+        damping="cnn",
+    )
+for _cardinality in (8, 16):
+    for _prefix, _damping in _VARIANT_PREFIXES.items():
+        _register(
+            f"{_prefix}resnext29_{_cardinality}x64d",
+            DampedResNeXt,
+            f"{_prefix or 'plain '}ResNeXt-29 {_cardinality}x64d (CIFAR)",
+            depth=29,
+            cardinality=_cardinality,
+            bottleneck_width=64,
+            damping=_damping,
+        )
+
+
+def list_models(pattern="*"):
+    """Sorted preset names matching a shell-style `pattern` (e.g. `"in_*"`)."""
+    return sorted(n for n in _PRESETS if fnmatch.fnmatchcase(n, pattern))
+
+
+def preset_config(name):
+    """(builder, description, keyword arguments) of a preset."""
+    if name not in _PRESETS:
+        raise ValueError(
+            f"Unknown model name. Expected one of {list_models()}. "
+            f"Received: name={name!r}"
+        )
+    builder, description, kwargs = _PRESETS[name]
+    return builder, description, dict(kwargs)
+
+
+def create_model(name, **overrides):
+    """Builds a preset, with any builder argument overridden.
+
+    Example:
+    ```python
+    model = create_model("in_resnet20", num_classes=100)
+    ```
+    """
+    builder, _, kwargs = preset_config(name)
+    kwargs["name"] = name
+    kwargs.update(overrides)
+    return builder(**kwargs)
