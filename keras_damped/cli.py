@@ -89,16 +89,154 @@ def build_parser():
         default=None,
         help="shell-style name pattern, repeatable (default: all models)",
     )
+    _add_train_parser(sub)
     return parser
 
 
+def _add_train_parser(sub):
+    from keras_damped.training.config import DISTRIBUTE_CHOICES
+    from keras_damped.training.config import JIT_CHOICES
+    from keras_damped.training.config import PRECISIONS
+    from keras_damped.training.config import TrainConfig
+    from keras_damped.training.schedules import SCHEDULES
+
+    defaults = TrainConfig()
+    train = sub.add_parser(
+        "train",
+        help="train a model with the paper's protocol and write a run folder",
+        description="Train with the paper's protocol (SGD momentum 0.9, weight "
+        "decay 1e-4, lr 0.1 divided by 10 at 50%% and 75%% of the epochs). "
+        "Writes RUN_DIR/config.json, tb/, checkpoints/ and model.keras.",
+    )
+    train.add_argument(
+        "--model",
+        default=defaults.model,
+        help="preset name (see `keras-damped models`) or a .keras file",
+    )
+    train.add_argument(
+        "--dataset", default=defaults.dataset, help="cifar10, cifar100 or fashion_mnist"
+    )
+    train.add_argument("--run-dir", required=True, help="the run folder to write")
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="global batch size (split across replicas)",
+    )
+    train.add_argument("--lr", type=float, default=defaults.lr)
+    train.add_argument("--momentum", type=float, default=defaults.momentum)
+    train.add_argument(
+        "--weight-decay",
+        type=float,
+        default=defaults.weight_decay,
+        help="coupled L2 decay, as the reference's PyTorch SGD",
+    )
+    train.add_argument(
+        "--no-decay-damping",
+        dest="decay_damping",
+        action="store_false",
+        help="do not apply weight decay to the damping weights",
+    )
+    train.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
+    train.add_argument(
+        "--augment", default=defaults.augment, help="paper, standard or none"
+    )
+    train.add_argument(
+        "--jit-compile", choices=JIT_CHOICES, default=defaults.jit_compile
+    )
+    train.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument(
+        "--limit", type=int, default=None, help="train on the first N training examples"
+    )
+    train.add_argument(
+        "--test-limit",
+        type=int,
+        default=None,
+        help="validate on the first N test examples",
+    )
+    train.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.0,
+        help="hold out this fraction of the training set instead "
+        "of validating on the test split",
+    )
+    train.add_argument(
+        "--distribute", choices=DISTRIBUTE_CHOICES, default=defaults.distribute
+    )
+    train.add_argument("--data-dir", default=None, help="TFDS data folder")
+    train.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        choices=(0, 1, 2),
+        help="Keras progress: 0 silent, 1 bar, 2 a line per epoch",
+    )
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--resume", action="store_true", help="continue the run in RUN_DIR"
+    )
+    mode.add_argument(
+        "--overwrite", action="store_true", help="replace the run in RUN_DIR"
+    )
+
+
+def _train(args):
+    from keras_damped.training import TrainConfig
+    from keras_damped.training import train
+
+    config = TrainConfig(
+        model=args.model,
+        dataset=args.dataset,
+        run_dir=args.run_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        decay_damping=args.decay_damping,
+        schedule=args.schedule,
+        augment=None if args.augment in (None, "none") else args.augment,
+        jit_compile=args.jit_compile,
+        precision=args.precision,
+        seed=args.seed,
+        limit=args.limit,
+        test_limit=args.test_limit,
+        validation_split=args.validation_split,
+        distribute=args.distribute,
+        data_dir=args.data_dir,
+        verbose=args.verbose,
+    )
+    result = train(config, resume=args.resume, overwrite=args.overwrite)
+    accuracy = result.history.get("val_accuracy", [float("nan")])[-1]
+    print(
+        f"Finished: {result.run_dir}/model.keras (last validation accuracy "
+        f"{accuracy:.4f}). TensorBoard: tensorboard --logdir {result.run_dir}/tb"
+    )
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
     from keras_damped._quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    if args.command == "models":
-        print(_models_table(args.pattern or ["*"]))
+    args = build_parser().parse_args(argv)
+    from keras_damped.data import DatasetUnavailableError
+    from keras_damped.training import RunDirExistsError
+    from keras_damped.training import TrainingDivergedError
+
+    try:
+        if args.command == "models":
+            print(_models_table(args.pattern or ["*"]))
+        elif args.command == "train":
+            _train(args)
+    except (ValueError, DatasetUnavailableError, RunDirExistsError) as error:
+        print(f"keras-damped {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDivergedError as error:
+        print(f"keras-damped {args.command}: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -2,6 +2,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The tests check results, not speed: XLA's lowest LLVM optimisation level
+# compiles the deep presets' training steps about a quarter faster.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -1,0 +1,334 @@
+"""`train()`: the paper's protocol with crash-safe, fully logged runs."""
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from keras_damped.data.pipeline import dataset_info
+from keras_damped.data.pipeline import load_arrays
+from keras_damped.data.pipeline import make_dataset
+from keras_damped.data.pipeline import steps_per_epoch
+from keras_damped.training.callbacks import BackupUnlessDiverged
+from keras_damped.training.callbacks import DampingMonitor
+from keras_damped.training.compat import multi_worker_fit
+from keras_damped.training.schedules import add_weight_decay
+from keras_damped.training.schedules import learning_rate_schedule
+
+# Settings that define a run's state: a resumed run must keep them.
+STATE_KEYS = (
+    "model",
+    "dataset",
+    "seed",
+    "batch_size",
+    "limit",
+    "validation_split",
+    "augment",
+)
+
+
+class RunDirExistsError(FileExistsError):
+    """The run folder holds another or a finished run; nothing was touched."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: keras.Model
+    history: dict
+    run_dir: str
+    initial_epoch: int
+
+
+def resolve_jit_compile(setting):
+    """`auto` compiles with XLA on GPUs and TPUs only.
+
+    On CPU, TensorFlow's graph mode with oneDNN kernels trains the
+    ResNets faster than XLA's CPU backend (benchmarks/ measures it).
+    """
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    return bool(
+        tf.config.list_physical_devices("GPU") or tf.config.list_logical_devices("TPU")
+    )
+
+
+def make_strategy(kind):
+    """The tf.distribute strategy for `none`, `mirrored` or `multi_worker`."""
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "distribute='multi_worker' needs the TF_CONFIG environment "
+                "variable describing the cluster (see "
+                "examples/distributed_training.py)."
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _is_chief(strategy):
+    return strategy.extended.should_checkpoint
+
+
+def _run_state(run_dir):
+    """None (empty or absent), or (config dict, finished?, completed epochs)."""
+    if not os.path.isdir(run_dir) or not os.listdir(run_dir):
+        return None
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(config_path):
+        return {}, True, 0
+    with open(config_path) as f:
+        stored = json.load(f)
+    meta = os.path.join(run_dir, "checkpoints", "training_metadata.json")
+    epochs_done = 0
+    if os.path.isfile(meta):
+        with open(meta) as f:
+            epochs_done = int(json.load(f)["epoch"])
+    finished = os.path.isfile(os.path.join(run_dir, "model.keras"))
+    return stored.get("config", {}), finished, epochs_done
+
+
+def _previous_record(run_dir):
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _check_run_dir(config, resume, overwrite):
+    """Decides fresh start / resume / refusal before anything is written."""
+    if resume and overwrite:
+        raise ValueError("Pass either resume or overwrite, not both.")
+    state = _run_state(config.run_dir)
+    if state is None or overwrite:
+        return 0
+    stored, finished, epochs_done = state
+    same = bool(stored) and all(stored.get(k) == getattr(config, k) for k in STATE_KEYS)
+    changed = {
+        k: (stored.get(k), getattr(config, k))
+        for k in STATE_KEYS
+        if stored.get(k) != getattr(config, k)
+    }
+    if resume and not same:
+        raise RunDirExistsError(
+            f"{config.run_dir} holds a run with other settings {changed} "
+            "(stored, requested); it cannot be resumed with these. Use another "
+            "--run-dir, or --overwrite to replace it."
+        )
+    if resume or (same and not finished and stored == config.to_dict()):
+        return epochs_done
+    raise RunDirExistsError(
+        f"{config.run_dir} already holds a "
+        f"{'finished' if finished else 'different'} run; nothing was changed. "
+        "Pass --resume to continue it, --overwrite to replace it, or choose "
+        "another --run-dir."
+    )
+
+
+def _build_model(config, info):
+    from keras_damped.models.registry import create_model
+
+    if config.model.endswith(".keras"):
+        try:
+            model = keras.saving.load_model(config.model, compile=False)
+        except Exception as error:
+            raise ValueError(
+                f"Cannot load the model file {config.model!r}: {error}"
+            ) from None
+        expected = (None, *info.input_shape)
+        if tuple(model.input_shape) != expected or model.output_shape[-1] != (
+            info.num_classes
+        ):
+            raise ValueError(
+                f"The model {config.model!r} takes {model.input_shape} and "
+                f"predicts {model.output_shape[-1]} classes, but {info.name} has "
+                f"images {expected} and {info.num_classes} classes."
+            )
+        return model
+    return create_model(
+        config.model,
+        input_shape=info.input_shape,
+        num_classes=info.num_classes,
+        normalization=info.normalization,
+    )
+
+
+def _versions():
+    import importlib.metadata as md
+
+    out = {"python": sys.version.split()[0]}
+    for package in ("keras", "tensorflow", "tensorflow-datasets", "cleverhans"):
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def train(config, resume=False, overwrite=False):
+    """Trains a model by `config` and writes its run folder.
+
+    The run folder gets `config.json`, `tb/` (TensorBoard: `train/` and
+    `validation/` from Keras' callback, `damping/` with one scalar per damped
+    block, the histogram of lambdas and the config), `checkpoints/` (Keras
+    `BackupAndRestore` state, one per epoch) and `model.keras`.
+
+    A run folder that holds a finished run, or a different one, is refused
+    unless `resume` or `overwrite`; an unfinished run with the same settings
+    (a killed process) resumes from its last completed epoch. Everything is
+    validated and the data loaded before the folder is touched.
+
+    Returns:
+        A `TrainResult` with the model, the Keras history dict, the run
+        folder and the epoch the run (re)started at.
+
+    Raises:
+        ValueError: a bad setting. RunDirExistsError: the folder is taken.
+        DatasetUnavailableError: the data cannot be had.
+        TrainingDivergedError: the loss became NaN (checkpoint kept).
+    """
+    config.validate()
+    info = dataset_info(config.dataset)
+    strategy = make_strategy(config.distribute)
+    chief = _is_chief(strategy)
+    # Only the chief owns the run folder; other workers keep scratch state.
+    initial_epoch = _check_run_dir(config, resume, overwrite) if chief else 0
+    previous = _previous_record(config.run_dir) if chief and not overwrite else None
+
+    images, labels = load_arrays(config.dataset, "train", config.data_dir, config.limit)
+    if config.validation_split:
+        cut = int(round(len(images) * (1 - config.validation_split)))
+        val_images, val_labels = images[cut:], labels[cut:]
+        images, labels = images[:cut], labels[:cut]
+    else:
+        val_images, val_labels = load_arrays(
+            config.dataset, "test", config.data_dir, config.test_limit
+        )
+    if len(images) == 0 or len(val_images) == 0:
+        raise ValueError(
+            f"validation_split={config.validation_split} leaves no training or "
+            f"validation examples of {len(images) + len(val_images)}."
+        )
+
+    jit = resolve_jit_compile(config.jit_compile)
+    steps = steps_per_epoch(len(images), config.batch_size)
+    keras.utils.set_random_seed(config.seed)
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        with strategy.scope():
+            model = _build_model(config, info)
+            decayed = add_weight_decay(model, config.weight_decay, config.decay_damping)
+            optimizer = keras.optimizers.SGD(
+                learning_rate_schedule(
+                    config.schedule, config.lr, config.epochs, steps
+                ),
+                momentum=config.momentum,
+            )
+            model.compile(
+                optimizer=optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=[
+                    keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                    keras.metrics.SparseCategoricalCrossentropy(
+                        from_logits=True, name="cross_entropy"
+                    ),
+                ],
+                jit_compile=jit,
+            )
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+    run_dir = config.run_dir
+    if chief:
+        if overwrite and os.path.isdir(run_dir):
+            shutil.rmtree(run_dir)
+        os.makedirs(run_dir, exist_ok=True)
+        record = {
+            "config": config.to_dict(),
+            "resolved": {
+                "jit_compile": jit,
+                "input_shape": list(info.input_shape),
+                "num_classes": info.num_classes,
+                "train_examples": len(images),
+                "validation_examples": len(val_images),
+                "steps_per_epoch": steps,
+                "replicas": strategy.num_replicas_in_sync,
+                "decayed_weights": decayed,
+                "weight_decay_kind": "coupled L2 (as PyTorch SGD)",
+                "parameters": model.count_params(),
+            },
+            "versions": _versions(),
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "resumed_at_epoch": initial_epoch or None,
+            "previous": previous,
+        }
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            json.dump(record, f, indent=2)
+        backup_dir = os.path.join(run_dir, "checkpoints")
+    else:
+        backup_dir = tempfile.mkdtemp(prefix="keras_damped_worker_")
+
+    backup = BackupUnlessDiverged(backup_dir)
+    callbacks = [backup, keras.callbacks.TerminateOnNaN()]
+    if chief:
+        callbacks += [
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), write_graph=False),
+            DampingMonitor(os.path.join(run_dir, "tb", "damping"), config.to_dict()),
+        ]
+    if initial_epoch and config.verbose:
+        print(f"Resuming {run_dir} after epoch {initial_epoch}.", flush=True)
+
+    train_data = make_dataset(
+        images,
+        labels,
+        config.batch_size,
+        config.augment,
+        shuffle=True,
+        seed=config.seed,
+        epochs=max(config.epochs - initial_epoch, 0),
+        start_epoch=initial_epoch,
+    )
+    val_data = make_dataset(val_images, val_labels, config.batch_size)
+    history = {}
+    fit_context = contextlib.nullcontext()
+    if config.distribute == "multi_worker":
+        sample = next(iter(make_dataset(images[:2], labels[:2], 2)))
+        fit_context = multi_worker_fit(model, strategy, sample)
+    if initial_epoch < config.epochs:
+        with fit_context:
+            history = model.fit(
+                train_data,
+                epochs=config.epochs,
+                steps_per_epoch=steps,
+                validation_data=val_data,
+                validation_steps=steps_per_epoch(len(val_images), config.batch_size),
+                shuffle=False,  # the pipeline shuffles, keyed on the epoch
+                callbacks=callbacks,
+                verbose=config.verbose,
+            ).history
+    if backup.diverged_at is not None:
+        epoch, batch = backup.diverged_at
+        raise TrainingDivergedError(
+            f"Training diverged: the loss became NaN or infinite at epoch "
+            f"{epoch + 1}, batch {batch + 1}, and TerminateOnNaN stopped it. The "
+            f"last good checkpoint (after epoch {epoch}) is kept in {backup_dir}; "
+            "lower --lr and continue with --resume."
+        )
+    if chief:
+        model.save(os.path.join(run_dir, "model.keras"))
+    return TrainResult(model, history, run_dir, initial_epoch)
