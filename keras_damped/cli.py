@@ -1,6 +1,7 @@
 """The `keras-damped` command."""
 
 import argparse
+import logging
 import sys
 
 
@@ -222,6 +223,8 @@ def main(argv=None):
 
     import_tensorflow_quietly()
     args = build_parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stdout, format="%(message)s")
+    logging.getLogger("keras_damped").setLevel(logging.INFO)
     from keras_damped.data import DatasetUnavailableError
     from keras_damped.training import RunDirExistsError
     from keras_damped.training import TrainingDivergedError

@@ -122,15 +122,17 @@ def _load_tfds(name, split, data_dir, download):
     import tensorflow_datasets as tfds
 
     def fetch(allow_download):
-        return tfds.as_numpy(
-            tfds.load(
-                name,
-                split=split,
-                data_dir=data_dir,
-                batch_size=-1,
-                as_supervised=True,
-                download=allow_download,
-            )
+        dataset = tfds.load(
+            name,
+            split=split,
+            data_dir=data_dir,
+            as_supervised=True,
+            download=allow_download,
+        )
+        chunks = list(tfds.as_numpy(dataset.batch(10_000)))
+        return (
+            np.concatenate([images for images, _ in chunks]),
+            np.concatenate([labels for _, labels in chunks]),
         )
 
     try:
@@ -259,7 +261,7 @@ def make_dataset(
             f"each. Received: images shape={images.shape}, labels "
             f"shape={labels.shape}"
         )
-    scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
     num = len(images)
     all_images = tf.constant(images)
     all_labels = tf.constant(labels)
@@ -287,7 +289,7 @@ def make_dataset(
         one_epoch
     )
     dataset = dataset.map(
-        lambda x, y: (tf.cast(x, tf.float32) * scale, y),
+        lambda x, y: (tf.cast(x, tf.float32) / scale, y),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)

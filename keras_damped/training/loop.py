@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import logging
 import os
 import shutil
 import sys
@@ -21,6 +22,8 @@ from keras_damped.training.callbacks import DampingMonitor
 from keras_damped.training.compat import multi_worker_fit
 from keras_damped.training.schedules import add_weight_decay
 from keras_damped.training.schedules import learning_rate_schedule
+
+logger = logging.getLogger("keras_damped")
 
 # Settings that define a run's state: a resumed run must keep them.
 STATE_KEYS = (
@@ -290,8 +293,8 @@ def train(config, resume=False, overwrite=False):
             keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), write_graph=False),
             DampingMonitor(os.path.join(run_dir, "tb", "damping"), config.to_dict()),
         ]
-    if initial_epoch and config.verbose:
-        print(f"Resuming {run_dir} after epoch {initial_epoch}.", flush=True)
+    if initial_epoch:
+        logger.info("Resuming %s after epoch %d.", run_dir, initial_epoch)
 
     train_data = make_dataset(
         images,

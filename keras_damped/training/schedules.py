@@ -17,7 +17,11 @@ def learning_rate_schedule(kind, lr, epochs, steps_per_epoch):
         )
     total = epochs * steps_per_epoch
     if kind == "paper":
-        boundaries = [round(f * epochs) * steps_per_epoch for f in PAPER_FRACTIONS]
+        # PiecewiseConstantDecay switches after step b; the first step of
+        # epoch e has index e * steps_per_epoch, so b = that - 1.
+        boundaries = [
+            max(round(f * epochs) * steps_per_epoch - 1, 0) for f in PAPER_FRACTIONS
+        ]
         return keras.optimizers.schedules.PiecewiseConstantDecay(
             boundaries, [lr, lr * 0.1, lr * 0.01]
         )

@@ -1,0 +1,298 @@
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
+
+from keras_damped import damping_values
+from keras_damped.cli import main as cli_main
+from keras_damped.data import DatasetUnavailableError
+from keras_damped.data import load_arrays
+from keras_damped.training import RunDirExistsError
+from keras_damped.training import TrainConfig
+from keras_damped.training import TrainingDivergedError
+from keras_damped.training import add_weight_decay
+from keras_damped.training import learning_rate_schedule
+from keras_damped.training import resolve_jit_compile
+from keras_damped.training import train
+
+
+def tree_digest(folder):
+    """Hash of every file's path and bytes, to prove a folder was not touched."""
+    digest = hashlib.sha256()
+    for root, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            digest.update(path.encode())
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def small_config(run_dir, **overrides):
+    settings = dict(
+        model="in_resnet20",
+        dataset="fashion_mnist",
+        run_dir=str(run_dir),
+        epochs=1,
+        batch_size=64,
+        limit=256,
+        test_limit=128,
+        verbose=0,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.mark.slow
+def test_real_fashion_mnist_run(tmp_path, capsys):
+    """in_resnet20 on 5,000 real Fashion-MNIST images for 2 epochs: it learns,
+    writes the run folder and TensorBoard events, and refuses to be replaced."""
+    run_dir = tmp_path / "fmnist"
+    config = TrainConfig(
+        model="in_resnet20",
+        dataset="fashion_mnist",
+        run_dir=str(run_dir),
+        epochs=2,
+        batch_size=64,
+        lr=0.05,
+        limit=5000,
+        test_limit=1000,
+        verbose=0,
+        seed=1,
+    )
+    result = train(config)
+
+    # It genuinely learns: chance is 10%.
+    assert result.history["val_accuracy"][-1] >= 0.60
+    loaded = keras.saving.load_model(run_dir / "model.keras")
+    images, labels = load_arrays("fashion_mnist", "test", limit=1000)
+    logits = loaded.predict(images / np.float32(255), verbose=0)
+    accuracy = float(np.mean(np.argmax(logits, -1) == labels))
+    assert accuracy == pytest.approx(result.history["val_accuracy"][-1], abs=1e-3)
+
+    # The run folder of DESIGN.md.
+    assert sorted(os.listdir(run_dir)) == [
+        "checkpoints",
+        "config.json",
+        "model.keras",
+        "tb",
+    ]
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["config"]["model"] == "in_resnet20"
+    assert record["resolved"]["steps_per_epoch"] == 79
+    assert record["versions"]["keras"] == keras.__version__
+
+    # TensorBoard: a scalar per damped block, the histogram, the config text.
+    lambdas = damping_values(result.model)
+    damping = event_accumulator.EventAccumulator(
+        str(run_dir / "tb" / "damping"), size_guidance={"tensors": 0}
+    )
+    damping.Reload()
+    tags = set(damping.Tags()["tensors"])
+    assert {f"damping/{block}" for block in lambdas} <= tags
+    assert {"damping/all", "config"} <= tags
+    assert len(lambdas) == 6
+    for block, lam in lambdas.items():
+        events = damping.Tensors(f"damping/{block}")
+        assert [e.step for e in events] == [0, 1]
+        logged = float(tensor_util.make_ndarray(events[-1].tensor_proto))
+        assert logged == pytest.approx(float(lam), abs=1e-6)
+    histogram = tensor_util.make_ndarray(
+        damping.Tensors("damping/all")[-1].tensor_proto
+    )
+    assert histogram[:, 2].sum() == 6  # six lambdas counted in the buckets
+    scalars = event_accumulator.EventAccumulator(
+        str(run_dir / "tb" / "train"), size_guidance={"tensors": 0}
+    )
+    scalars.Reload()
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= set(
+        scalars.Tags()["tensors"]
+    )
+
+    # A finished run is refused, through the API and the command, untouched.
+    before = tree_digest(run_dir)
+    with pytest.raises(RunDirExistsError, match="--resume.*--overwrite"):
+        train(config)
+    code = cli_main(
+        [
+            "train",
+            "--model",
+            "in_resnet20",
+            "--run-dir",
+            str(run_dir),
+            "--epochs",
+            "1",
+            "--limit",
+            "64",
+        ]
+    )
+    assert code == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert tree_digest(run_dir) == before
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    run_dir = tmp_path / "nan"
+    train(small_config(run_dir))
+    checkpoint = run_dir / "checkpoints" / "latest.weights.h5"
+    good = checkpoint.read_bytes()
+    model_bytes = (run_dir / "model.keras").read_bytes()
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2.*kept in .*checkpoints"):
+        train(small_config(run_dir, epochs=2, lr=1e30), resume=True)
+    assert checkpoint.read_bytes() == good
+    meta = json.loads((run_dir / "checkpoints" / "training_metadata.json").read_text())
+    assert meta["epoch"] == 1
+    assert (run_dir / "model.keras").read_bytes() == model_bytes
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["config"]["lr"] == 1e30 and record["previous"]["config"]["lr"] == 0.1
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "keras_damped.cli", "train", *args]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    args = [
+        "--model",
+        "in_resnet20",
+        "--dataset",
+        "fashion_mnist",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--limit",
+        "256",
+        "--test-limit",
+        "64",
+        "--seed",
+        "5",
+        "--verbose",
+        "0",
+    ]
+    straight = tmp_path / "straight"
+    subprocess.run(_cli(*args, "--run-dir", str(straight)), check=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    meta = killed / "checkpoints" / "training_metadata.json"
+    process = subprocess.Popen(_cli(*args, "--run-dir", str(killed)))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 1:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    epochs_done = json.loads(meta.read_text())["epoch"]
+    assert 1 <= epochs_done < 4 and not (killed / "model.keras").exists()
+
+    rerun = subprocess.run(
+        _cli(*args, "--run-dir", str(killed)),
+        timeout=600,
+        capture_output=True,
+        text=True,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"Resuming {killed} after epoch {epochs_done}" in rerun.stdout
+    a = keras.saving.load_model(straight / "model.keras")
+    b = keras.saving.load_model(killed / "model.keras")
+    # Bit-exact on CPU: same seed, the data keyed on the epoch, optimizer state
+    # and BN statistics restored by BackupAndRestore.
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb), err_msg=wa.path)
+
+
+def test_paper_schedule_scales_to_any_epoch_count():
+    schedule = learning_rate_schedule("paper", 0.1, epochs=160, steps_per_epoch=391)
+    lr = lambda epoch: float(schedule(epoch * 391))  # noqa: E731
+    assert lr(0) == pytest.approx(0.1) and lr(79) == pytest.approx(0.1)
+    assert lr(80) == pytest.approx(0.01) and lr(119) == pytest.approx(0.01)
+    assert lr(120) == pytest.approx(0.001) and lr(159) == pytest.approx(0.001)
+    short = learning_rate_schedule("paper", 0.1, epochs=4, steps_per_epoch=10)
+    assert [round(float(short(e * 10)), 6) for e in range(4)] == [0.1, 0.1, 0.01, 0.001]
+    cosine = learning_rate_schedule("cosine", 0.1, epochs=4, steps_per_epoch=10)
+    assert float(cosine(20)) == pytest.approx(0.05) and float(
+        cosine(40)
+    ) == pytest.approx(0)
+    with pytest.raises(ValueError, match="schedule='step'"):
+        learning_rate_schedule("step", 0.1, 4, 10)
+
+
+@pytest.mark.parametrize("decay_damping", [True, False])
+def test_weight_decay_is_coupled_l2(decay_damping, rng):
+    """The gradient gains exactly weight_decay * w, as PyTorch SGD adds it."""
+    import tensorflow as tf
+
+    from keras_damped import create_model
+
+    model = create_model("in_resnet20", input_shape=(8, 8, 3))
+    x = rng.uniform(size=(4, 8, 8, 3)).astype("float32")
+    y = np.array([1, 2, 3, 4])
+
+    def grads():
+        with tf.GradientTape() as tape:
+            loss = keras.losses.sparse_categorical_crossentropy(
+                y, model(x, training=True), from_logits=True
+            )
+            loss = tf.reduce_mean(loss) + tf.add_n([0.0, *model.losses])
+        return tape.gradient(loss, model.trainable_variables)
+
+    plain = grads()
+    count = add_weight_decay(model, 1e-2, decay_damping=decay_damping)
+    decayed = grads()
+    assert count == len(model.trainable_variables) - (0 if decay_damping else 6)
+    for var, g0, g1 in zip(model.trainable_variables, plain, decayed):
+        is_k = var.path.endswith("add/k")
+        expected = 0.0 if (is_k and not decay_damping) else 1e-2 * np.asarray(var)
+        np.testing.assert_allclose(g1 - g0, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_jit_auto_is_off_on_this_cpu():
+    assert resolve_jit_compile("auto") is False
+    assert resolve_jit_compile("on") is True
+
+
+@pytest.mark.parametrize(
+    "overrides,error,match",
+    [
+        ({"dataset": "imagenet"}, ValueError, "name='imagenet'"),
+        ({"model": "resnet21"}, ValueError, "model='resnet21'"),
+        ({"epochs": 0}, ValueError, "epochs=0"),
+        ({"batch_size": -8}, ValueError, "batch_size=-8"),
+        ({"precision": "float16"}, ValueError, "precision='float16'"),
+        ({"lr": float("nan")}, ValueError, "lr=nan"),
+        ({"validation_split": 1.0}, ValueError, "validation_split=1.0"),
+        ({"model": "missing.keras"}, ValueError, "missing.keras"),
+        ({"dataset": "cifar10"}, DatasetUnavailableError, "not available"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_written(
+    overrides, error, match, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    run_dir = tmp_path / "run"
+    with pytest.raises(error, match=match):
+        train(small_config(run_dir, **overrides))
+    assert not run_dir.exists()
+
+
+def test_model_that_does_not_fit_the_dataset(tmp_path):
+    from keras_damped import create_model
+
+    path = tmp_path / "cifar_shaped.keras"
+    create_model("resnet20").save(path)
+    with pytest.raises(
+        ValueError, match=r"takes \(None, 32, 32, 3\).*\(None, 28, 28, 1\)"
+    ):
+        train(small_config(tmp_path / "run", model=str(path)))
+    assert not (tmp_path / "run").exists()
