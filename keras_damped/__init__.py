@@ -4,36 +4,41 @@ Yang, Liu, Bao, Shi. "Interpolation between Residual and Non-Residual
 Networks", ICML 2020: a residual block `x + f(x)` becomes
 `(1 - lambda) * x + f(x)`, with lambda = 0 a ResNet and lambda = 1 a CNN.
 
-The public names load on first use, so that `import keras_damped` (and the
-`keras-damped` command) does not start Keras and its backend before it must.
+Importing the package registers its layers with Keras, so saved models load
+with `keras.saving.load_model` and no `custom_objects`.
 """
 
-import importlib
+import os as _os
+import sys as _sys
+
+if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "keras-damped":
+    # The `keras-damped` command: start TensorFlow without its start-up
+    # notices before Keras imports it (see keras_damped/_quiet.py).
+    from keras_damped._quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+
+from keras_damped.layers import BasicBlock  # noqa: E402
+from keras_damped.layers import BottleneckBlock  # noqa: E402
+from keras_damped.layers import DampedAdd  # noqa: E402
+from keras_damped.models import DampedResNet  # noqa: E402
+from keras_damped.models import DampedResNeXt  # noqa: E402
+from keras_damped.models import create_model  # noqa: E402
+from keras_damped.models import damped_adds  # noqa: E402
+from keras_damped.models import damping_values  # noqa: E402
+from keras_damped.models import list_models  # noqa: E402
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "BasicBlock": "keras_damped.layers",
-    "BottleneckBlock": "keras_damped.layers",
-    "DampedAdd": "keras_damped.layers",
-    "DampedResNeXt": "keras_damped.models",
-    "DampedResNet": "keras_damped.models",
-    "create_model": "keras_damped.models",
-    "damped_adds": "keras_damped.models",
-    "damping_values": "keras_damped.models",
-    "list_models": "keras_damped.models",
-}
-
-__all__ = ["__version__", *_EXPORTS]
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'keras_damped' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__all__ = [
+    "BasicBlock",
+    "BottleneckBlock",
+    "DampedAdd",
+    "DampedResNeXt",
+    "DampedResNet",
+    "__version__",
+    "create_model",
+    "damped_adds",
+    "damping_values",
+    "list_models",
+]

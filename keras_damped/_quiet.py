@@ -2,9 +2,11 @@
 
 TensorFlow's C++ runtime prints, before any Python logging is configured and
 regardless of TF_CPP_MIN_LOG_LEVEL, notices about oneDNN and missing CUDA
-drivers. Entry points call `import_tensorflow_quietly()` first: it captures
-file descriptor 2 while TensorFlow loads and probes its devices, drops the
-lines that are known to be harmless, and writes everything else back.
+drivers. The `keras-damped` command calls `import_tensorflow_quietly()`
+before anything imports Keras: it captures file descriptor 2 while
+TensorFlow loads and probes its devices, drops the lines that are known to
+be harmless, and writes everything else back. Library users see
+TensorFlow's output unchanged.
 """
 
 import os

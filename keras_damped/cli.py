@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import math
 import sys
 
 
@@ -91,7 +92,135 @@ def build_parser():
         help="shell-style name pattern, repeatable (default: all models)",
     )
     _add_train_parser(sub)
+    _add_evaluate_parser(sub)
     return parser
+
+
+def _number_list(text, what):
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise ValueError(
+                f"{what} must be comma-separated numbers. Received: {text!r}"
+            ) from None
+    return values
+
+
+def parse_severities(text):
+    """`1,5` or `1-5` (or a mix, `1,3-5`) as a sorted list of ints in 1..5."""
+    values = set()
+    for part in text.split(","):
+        bounds = part.strip().split("-")
+        try:
+            numbers = [int(b) for b in bounds]
+        except ValueError:
+            raise ValueError(
+                f"severities must be integers 1-5 as a list or a range "
+                f"(1,5 or 1-5). Received: {text!r}"
+            ) from None
+        if len(numbers) == 2:
+            numbers = list(range(numbers[0], numbers[1] + 1)) or numbers
+        if len(numbers) > 5 or not all(1 <= n <= 5 for n in numbers):
+            raise ValueError(
+                f"severity must be an integer in 1-5. Received: severities={text!r}"
+            )
+        values.update(numbers)
+    return sorted(values)
+
+
+def _add_evaluate_parser(sub):
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="robustness of one or several models: noise and adversarial attacks",
+        description="Evaluate models side by side on the same examples, noise "
+        "draws and attack seeds. Writes OUT/report.json, report.md, plots/ and "
+        "tb/.",
+    )
+    evaluate.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="a .keras file; repeat for several models",
+    )
+    evaluate.add_argument("--dataset", default="cifar10")
+    evaluate.add_argument(
+        "--attacks",
+        default="fgsm,ifgsm,pgd",
+        help="comma-separated: fgsm, ifgsm, pgd, mim, cw_l2, spsa; "
+        "'none' for no attack",
+    )
+    evaluate.add_argument(
+        "--eps", default="1,2,4,8", help="radii in units of 1/255, comma-separated"
+    )
+    evaluate.add_argument(
+        "--noises",
+        default="gaussian,shot,impulse,speckle",
+        help="comma-separated, or 'none'",
+    )
+    evaluate.add_argument("--severities", default="1-5", help="e.g. 1,5 or 1-5")
+    evaluate.add_argument(
+        "--limit", type=int, default=1000, help="the first N test examples"
+    )
+    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--noise-source", default="auto", choices=("auto", "tfds", "generated")
+    )
+    evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("--out", required=True, help="the output folder")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace the results in OUT"
+    )
+
+
+def _split(text):
+    return (
+        []
+        if text.strip().lower() == "none"
+        else [t.strip() for t in text.split(",") if t.strip()]
+    )
+
+
+def _evaluate(args):
+    import os
+
+    from keras_damped.robustness import evaluate
+
+    if args.limit < 1:
+        raise ValueError(f"limit must be a positive integer. Received: {args.limit}")
+    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise ValueError(
+            f"{args.out} already holds results; nothing was changed. Pass "
+            "--overwrite or choose another --out."
+        )
+    eps_255 = _number_list(args.eps, "--eps")
+    bad = [e for e in eps_255 if not math.isfinite(e) or e < 0]
+    if bad:
+        raise ValueError(
+            "--eps takes radii >= 0 in units of 1/255 (e.g. 1,2,4,8). "
+            f"Received: {args.eps!r}"
+        )
+    eps = [e / 255 for e in eps_255]
+    report = evaluate(
+        args.model,
+        args.dataset,
+        attacks=_split(args.attacks),
+        eps=eps,
+        noises=_split(args.noises),
+        severities=parse_severities(args.severities),
+        limit=args.limit,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        noise_source=args.noise_source,
+        data_dir=args.data_dir,
+    )
+    out = report.save(args.out, overwrite=args.overwrite)
+    print(report.to_markdown())
+    print(f"Wrote {out}/report.json, report.md and plots/*.png.")
+    print(f"TensorBoard: tensorboard --logdir {out}/tb")
 
 
 def _add_train_parser(sub):
@@ -234,6 +363,8 @@ def main(argv=None):
             print(_models_table(args.pattern or ["*"]))
         elif args.command == "train":
             _train(args)
+        elif args.command == "evaluate":
+            _evaluate(args)
     except (ValueError, DatasetUnavailableError, RunDirExistsError) as error:
         print(f"keras-damped {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,429 @@
+"""`evaluate()`: clean, noise and adversarial accuracy of models side by side."""
+
+import datetime
+import logging
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_damped.data.corruptions import NOISES
+from keras_damped.data.corruptions import SEVERITIES
+from keras_damped.data.corruptions import check_noise
+from keras_damped.data.corruptions import corrupt
+from keras_damped.robustness.attacks import LINF_ATTACKS
+from keras_damped.robustness.attacks import STEP_SIZE
+from keras_damped.robustness.attacks import STEPS
+from keras_damped.robustness.attacks import check_attack
+from keras_damped.robustness.attacks import logits_fn
+from keras_damped.robustness.attacks import make_attack
+from keras_damped.robustness.report import RobustnessReport
+from keras_damped.robustness.report import eps_key
+
+logger = logging.getLogger("keras_damped")
+NOISE_SOURCES = ("auto", "tfds", "generated")
+# Tolerances of the sanity checks (fractions of the examples).
+MONOTONE_TOLERANCE = 0.01
+PGD_VS_FGSM_TOLERANCE = 0.02
+LARGE_EPS_MAX_ACCURACY = 0.10
+BALL_TOLERANCE = 1e-6
+
+
+def parse_eps(values):
+    """Radii in pixel units from numbers; every one finite and >= 0."""
+    if isinstance(values, (int, float)):
+        values = [values]
+    out = []
+    for value in values:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (not math.isfinite(value) or value < 0)
+        ):
+            raise ValueError(
+                f"eps must be finite numbers >= 0 in pixel units (e.g. 8/255). "
+                f"Received: eps={value!r}"
+            )
+        out.append(float(value))
+    return sorted(set(out))
+
+
+def load_model_file(path):
+    """Loads a `.keras` model with a clear error for a missing or corrupt file."""
+    if not os.path.isfile(path):
+        raise ValueError(f"No such model file. Received: model={path!r}")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load the model file {path!r} (missing or corrupt): "
+            f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        ) from None
+
+
+def _named_models(models):
+    if isinstance(models, keras.Model) or isinstance(models, str):
+        models = [models]
+    if isinstance(models, dict):
+        items = list(models.items())
+    else:
+        items = []
+        for model in models:
+            if isinstance(model, str):
+                loaded = load_model_file(model)
+                label = loaded.name
+                parent = os.path.basename(os.path.dirname(os.path.abspath(model)))
+                items.append((label, loaded, parent))
+            else:
+                items.append((model.name, model, None))
+        names = [label for label, _, _ in items]
+        items = [
+            (f"{label} ({parent})" if names.count(label) > 1 and parent else label, m)
+            for label, m, parent in items
+        ]
+        seen = {}
+        for i, (label, model) in enumerate(items):
+            seen[label] = seen.get(label, 0) + 1
+            if seen[label] > 1:
+                items[i] = (f"{label} #{seen[label]}", model)
+    if not items:
+        raise ValueError("evaluate needs at least one model.")
+    labels = [label for label, _ in items]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"Model names must be unique. Received: {labels}")
+    return dict(items)
+
+
+def _versions():
+    import importlib.metadata as md
+
+    out = {}
+    for package in ("keras", "tensorflow", "cleverhans", "tensorflow-datasets"):
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def _noise_sets(dataset, images, noises, severities, seed, source, data_dir, limit):
+    """{(noise, severity): float images in [0, 1]} with labels, and the source used."""
+    use_tfds = source == "tfds" or (source == "auto" and dataset == "cifar10")
+    if use_tfds:
+        from keras_damped.data.pipeline import DatasetUnavailableError
+        from keras_damped.data.pipeline import load_arrays
+
+        try:
+            sets = {}
+            for noise in noises:
+                for severity in severities:
+                    x, y = load_arrays(
+                        f"cifar10_corrupted/{noise}_noise_{severity}",
+                        "test",
+                        data_dir,
+                        limit,
+                        download=source == "tfds",
+                    )
+                    sets[(noise, severity)] = (x.astype("float32") / 255.0, y)
+            return sets, "CIFAR-10-C files (TFDS cifar10_corrupted)"
+        except DatasetUnavailableError as error:
+            if source == "tfds":
+                raise
+            logger.info(
+                "CIFAR-10-C files unavailable, generating the noise: %s",
+                str(error).split(".")[0],
+            )
+    sets = {}
+    for i, noise in enumerate(NOISES):
+        if noise not in noises:
+            continue
+        for severity in severities:
+            corrupted = corrupt(images, noise, severity, seed=(seed, 10 * i + severity))
+            sets[(noise, severity)] = (corrupted.numpy(), None)
+    return sets, "generated with the CIFAR-10-C parameters (keras_damped.data.corrupt)"
+
+
+def evaluate(
+    models,
+    dataset="cifar10",
+    attacks=("fgsm", "ifgsm", "pgd"),
+    eps=(1 / 255, 2 / 255, 4 / 255, 8 / 255),
+    noises=tuple(NOISES),
+    severities=SEVERITIES,
+    limit=1000,
+    batch_size=128,
+    seed=0,
+    noise_source="auto",
+    data_dir=None,
+    steps=STEPS,
+    step_size=STEP_SIZE,
+    large_eps=64 / 255,
+    jit_compile=False,
+    progress=True,
+    num_examples_shown=4,
+):
+    """Clean, noise and adversarial accuracy of one or several models.
+
+    All models see the same test examples, the same noise draws and the same
+    attack seeds. Every call also runs the sanity checks of a serious
+    evaluation and reports their flags: adversarial points inside the
+    eps-ball and [0, 1]; accuracy non-increasing in eps; PGD and IFGSM no
+    weaker than FGSM; PGD at a large eps (64/255) close to 0%, otherwise
+    gradient masking is suspected.
+
+    Args:
+        models: a model, a `.keras` path, or a list / {name: model} of them.
+        dataset: a dataset name (`keras_damped.data`) or `(images, labels)`.
+        attacks: names from `keras_damped.robustness.ATTACKS`.
+        eps: radii in pixel units (8/255); 0 gives the clean accuracy.
+        noises: from gaussian, shot, impulse, speckle.
+        severities: from 1 to 5.
+        limit: the first `limit` test examples.
+        batch_size: examples per attack batch.
+        seed: seeds the noise and the attacks' random starts.
+        noise_source: "auto" (CIFAR-10-C files through TFDS for cifar10 when
+            available, else generated), "tfds" or "generated".
+        data_dir: TFDS data folder.
+        steps, step_size: of the iterative attacks (20 steps of 2/255).
+        large_eps: radius of the gradient-masking check.
+        jit_compile: compile the attacks with XLA.
+        progress: show a progress bar.
+        num_examples_shown: images kept for the picture grid.
+
+    Returns:
+        A `RobustnessReport`; `report.save(out_dir)` writes its files.
+    """
+    from keras_damped.data.pipeline import dataset_info
+    from keras_damped.data.pipeline import load_arrays
+
+    attacks = [check_attack(a) for a in attacks]
+    eps = parse_eps(eps)
+    if attacks and not eps:
+        raise ValueError("Attacks need at least one eps. Received: eps=[]")
+    for noise in noises:
+        check_noise(noise, 1)
+    for severity in severities:
+        check_noise("gaussian", severity)
+    if noise_source not in NOISE_SOURCES:
+        raise ValueError(
+            f"Unknown noise_source. Expected one of {NOISE_SOURCES}. "
+            f"Received: noise_source={noise_source!r}"
+        )
+    named = _named_models(models)
+    if isinstance(dataset, str):
+        info = dataset_info(dataset)
+        expected = (None, *info.input_shape)
+    else:
+        expected = (None, *np.asarray(dataset[0]).shape[1:])
+        if len(expected) == 3:
+            expected = (*expected, 1)
+    model_fns = {}
+    for name, model in named.items():
+        if tuple(model.input_shape) != expected:
+            raise ValueError(
+                f"Model {name!r} takes inputs {model.input_shape}, but the "
+                f"{dataset if isinstance(dataset, str) else 'given'} images are "
+                f"{expected}."
+            )
+        model_fns[name] = logits_fn(model)
+
+    if isinstance(dataset, str):
+        images, labels = load_arrays(dataset, "test", data_dir, limit)
+    else:
+        images, labels = np.asarray(dataset[0])[:limit], np.asarray(dataset[1])[:limit]
+    if images.ndim == 3:
+        images = images[..., None]
+    images = images.astype("float32") / (255.0 if images.dtype == np.uint8 else 1.0)
+    labels = labels.astype("int32")
+    name_of_dataset = dataset if isinstance(dataset, str) else "arrays"
+    noise_sets, source_used = _noise_sets(
+        name_of_dataset,
+        images,
+        list(noises),
+        list(severities),
+        seed,
+        noise_source,
+        data_dir,
+        limit,
+    )
+
+    linf = [a for a in attacks if a in LINF_ATTACKS]
+    total = len(named) * (1 + len(noise_sets) + len(attacks) * len(eps) + 1)
+    bar = keras.utils.Progbar(
+        total, verbose=1 if progress else 0, unit_name="evaluation"
+    )
+    done = 0
+    results = {}
+    examples = {"clean": images[:num_examples_shown], "adversarial": {}}
+    shown = ("pgd" if "pgd" in attacks else attacks[-1]) if attacks else None
+    for name, fn in model_fns.items():
+        predict = tf.function(
+            lambda x, fn=fn: tf.argmax(fn(x), -1, output_type=tf.int32)
+        )
+
+        def accuracy(x, y=labels, predict=predict):
+            hits = 0
+            for start in range(0, len(x), batch_size):
+                hits += int(
+                    tf.reduce_sum(
+                        tf.cast(
+                            predict(x[start : start + batch_size])
+                            == y[start : start + batch_size],
+                            tf.int32,
+                        )
+                    )
+                )
+            return hits / len(x)
+
+        entry = {"clean": accuracy(images), "noises": {}, "attacks": {}}
+        done += 1
+        bar.update(done)
+        for (noise, severity), (x, y) in noise_sets.items():
+            by_sev = entry["noises"].setdefault(noise, {})
+            by_sev[str(severity)] = accuracy(
+                x, labels if y is None else y.astype("int32")
+            )
+            done += 1
+            bar.update(done)
+        for by_sev in entry["noises"].values():
+            by_sev["mean"] = float(np.mean(list(by_sev.values())))
+
+        max_linf, in_range = {}, True
+
+        def run_attack(attack, adv_fn, radius, keep=False, predict=predict):
+            nonlocal in_range
+            tf.random.set_seed(seed)
+            hits, worst = 0, 0.0
+            kept = None
+            for start in range(0, len(images), batch_size):
+                x = tf.constant(images[start : start + batch_size])
+                y = tf.constant(labels[start : start + batch_size])
+                x_adv = adv_fn(x, y, radius)
+                delta = (x_adv - x).numpy()
+                pred = predict(x_adv).numpy()
+                if attack == "cw_l2":
+                    norms = np.sqrt((delta**2).reshape(len(delta), -1).sum(-1))
+                    hits += int(np.sum((pred == y.numpy()) | (norms > radius)))
+                else:
+                    hits += int(np.sum(pred == y.numpy()))
+                    worst = max(worst, float(np.abs(delta).max()))
+                x_adv = x_adv.numpy()
+                in_range = in_range and bool(x_adv.min() >= 0 and x_adv.max() <= 1)
+                if keep and kept is None:
+                    kept = x_adv[:num_examples_shown]
+            return hits / len(images), worst, kept
+
+        attack_fns = {
+            a: make_attack(a, fn, steps, step_size, jit_compile) for a in attacks
+        }
+        # The masking check needs steps that can cross the large ball:
+        # 2.5 * eps / steps (Madry et al.), at least the usual step.
+        attack_fns["large_eps_pgd"] = make_attack(
+            "pgd", fn, steps, max(step_size, 2.5 * large_eps / steps), jit_compile
+        )
+        for attack in attacks:
+            entry["attacks"][attack] = {}
+            for radius in eps:
+                keep = attack == shown and radius == eps[-1]
+                acc, worst, kept = run_attack(attack, attack_fns[attack], radius, keep)
+                entry["attacks"][attack][eps_key(radius)] = acc
+                if attack in linf:
+                    max_linf.setdefault(attack, {})[eps_key(radius)] = worst
+                if keep:
+                    examples["adversarial"][name] = kept
+                done += 1
+                bar.update(done)
+        large_acc, large_worst, _ = run_attack(
+            "pgd", attack_fns["large_eps_pgd"], large_eps
+        )
+        done += 1
+        bar.update(done)
+        entry["sanity"] = _sanity(
+            entry, eps, attacks, max_linf, in_range, large_acc, large_worst, large_eps
+        )
+        results[name] = entry
+
+    data = {
+        "settings": {
+            "dataset": name_of_dataset,
+            "examples": int(len(images)),
+            "attacks": attacks,
+            "eps": eps,
+            "eps_255": [eps_key(e) for e in eps],
+            "noises": [n for n in NOISES if n in noises],
+            "severities": list(severities),
+            "noise_source": source_used,
+            "seed": seed,
+            "steps": steps,
+            "step_size": step_size,
+            "large_eps": large_eps,
+            "large_eps_step": max(step_size, 2.5 * large_eps / steps),
+            "batch_size": batch_size,
+            "pixel_space": True,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        },
+        "versions": _versions(),
+        "models": results,
+    }
+    examples["eps"] = eps[-1] if eps else 0.0
+    examples["attack"] = shown
+    return RobustnessReport(data, examples if shown else None)
+
+
+def _sanity(entry, eps, attacks, max_linf, in_range, large_acc, large_worst, large_eps):
+    flags = []
+    in_ball = (
+        all(
+            worst <= float(e) / 255 + BALL_TOLERANCE
+            for by_eps in max_linf.values()
+            for e, worst in by_eps.items()
+        )
+        and large_worst <= large_eps + BALL_TOLERANCE
+    )
+    if not in_ball:
+        flags.append("adversarial points outside the eps-ball")
+    if not in_range:
+        flags.append("adversarial points outside [0, 1]")
+    monotone = {}
+    for attack, by_eps in entry["attacks"].items():
+        accs = [by_eps[eps_key(e)] for e in eps]
+        monotone[attack] = all(
+            b <= a + MONOTONE_TOLERANCE for a, b in zip(accs, accs[1:])
+        )
+        if not monotone[attack]:
+            flags.append(f"{attack} accuracy increases with eps")
+    stronger = None
+    if "fgsm" in attacks:
+        stronger = True
+        for attack in ("pgd", "ifgsm"):
+            if attack in attacks:
+                for e in eps:
+                    k = eps_key(e)
+                    if entry["attacks"][attack][k] > (
+                        entry["attacks"]["fgsm"][k] + PGD_VS_FGSM_TOLERANCE
+                    ):
+                        stronger = False
+                        flags.append(f"{attack} weaker than FGSM at eps {k}/255")
+    if 0.0 in eps:
+        for attack in attacks:
+            if abs(entry["attacks"][attack]["0"] - entry["clean"]) > 1e-9:
+                flags.append(f"{attack} at eps 0 differs from the clean accuracy")
+    masking = large_acc > LARGE_EPS_MAX_ACCURACY
+    if masking:
+        flags.append(
+            f"possible gradient masking: PGD at {eps_key(large_eps)}/255 leaves "
+            f"{100 * large_acc:.1f}% accuracy (expected <= "
+            f"{100 * LARGE_EPS_MAX_ACCURACY:.0f}%)"
+        )
+    return {
+        "in_ball": in_ball,
+        "in_range": in_range,
+        "max_linf": max_linf,
+        "monotone": monotone,
+        "iterative_not_weaker_than_fgsm": stronger,
+        "large_eps_pgd": large_acc,
+        "gradient_masking_suspected": masking,
+        "flags": flags,
+    }

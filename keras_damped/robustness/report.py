@@ -1,0 +1,267 @@
+"""`RobustnessReport`: an evaluation as JSON, Markdown, PNG and TensorBoard."""
+
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+
+
+def eps_key(eps):
+    """An eps in pixel units as its label in units of 1/255 ("8", "0.5")."""
+    value = round(float(eps) * 255, 6)
+    return str(int(value)) if value == int(value) else str(value)
+
+
+class RobustnessReport:
+    """Results of `evaluate`, side by side for several models.
+
+    `data` is a plain dict (what `report.json` holds): `settings`,
+    `versions`, and per model `clean`, `noises[noise][severity]`,
+    `attacks[attack][eps/255]` accuracies and the `sanity` checks with their
+    `flags`. `examples` (not in JSON) holds a few clean and adversarial
+    images for the picture grid.
+    """
+
+    def __init__(self, data, examples=None):
+        self.data = data
+        self.examples = examples
+
+    @property
+    def models(self):
+        return list(self.data["models"])
+
+    def flags(self):
+        return {name: m["sanity"]["flags"] for name, m in self.data["models"].items()}
+
+    def to_json(self, path):
+        with open(path, "w") as f:
+            json.dump(self.data, f, indent=2)
+
+    @classmethod
+    def from_json(cls, path):
+        with open(path) as f:
+            return cls(json.load(f))
+
+    def to_markdown(self):
+        settings = self.data["settings"]
+        models = self.data["models"]
+        noises = settings["noises"]
+        lines = [
+            f"Dataset `{settings['dataset']}`, {settings['examples']} test examples, "
+            f"seed {settings['seed']}. Accuracy in %. Attacks in pixel space "
+            "[0, 1] with the normalisation inside the model; eps in units of 1/255 "
+            f"(iterative attacks: {settings['steps']} steps of "
+            f"min({eps_key(settings['step_size'])}/255, eps)). Noise: "
+            f"{settings['noise_source']}, mean over severities "
+            f"{settings['severities']}.",
+            "",
+        ]
+        header = ["model", "clean"] + [n for n in noises]
+        attack_cols = [(a, e) for a in settings["attacks"] for e in settings["eps_255"]]
+        header += [f"{a.upper()} {e}" for a, e in attack_cols]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        for name, m in models.items():
+            row = [name, _pct(m["clean"])]
+            row += [_pct(m["noises"][n]["mean"]) for n in noises]
+            row += [_pct(m["attacks"][a][e]) for a, e in attack_cols]
+            lines.append("| " + " | ".join(row) + " |")
+        if noises:
+            lines += ["", "Noise by severity:", ""]
+            sev = [str(s) for s in settings["severities"]]
+            head = ["model", "noise"] + sev
+            lines.append("| " + " | ".join(head) + " |")
+            lines.append("|" + "|".join("---" for _ in head) + "|")
+            for name, m in models.items():
+                for n in noises:
+                    cells = [_pct(m["noises"][n][s]) for s in sev]
+                    lines.append("| " + " | ".join([name, n, *cells]) + " |")
+        lines += ["", "Sanity checks:", ""]
+        for name, m in models.items():
+            s = m["sanity"]
+            lines.append(
+                f"- {name}: adversarial points in the eps-ball "
+                f"{'yes' if s['in_ball'] else 'NO'}, in [0, 1] "
+                f"{'yes' if s['in_range'] else 'NO'}; PGD at "
+                f"{eps_key(settings['large_eps'])}/255: "
+                f"{_pct(s['large_eps_pgd'])}%; "
+                + ("; ".join(s["flags"]) if s["flags"] else "no flags")
+            )
+        return "\n".join(lines) + "\n"
+
+    def plot(self, out_dir):
+        """Writes the PNG figures; returns their paths."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        os.makedirs(out_dir, exist_ok=True)
+        settings = self.data["settings"]
+        models = self.data["models"]
+        paths = []
+        if settings["attacks"]:
+            attacks = settings["attacks"]
+            fig, axes = plt.subplots(
+                1, len(attacks), figsize=(4 * len(attacks), 3.2), squeeze=False
+            )
+            xs = [float(e) for e in settings["eps_255"]]
+            for ax, attack in zip(axes[0], attacks):
+                for name, m in models.items():
+                    ys = [100 * m["attacks"][attack][e] for e in settings["eps_255"]]
+                    ax.plot(xs, ys, marker="o", label=name)
+                ax.set_title(attack.upper())
+                ax.set_xlabel("eps (x 1/255)")
+                ax.set_ylabel("accuracy (%)")
+                ax.set_ylim(0, 100)
+                ax.grid(alpha=0.3)
+            axes[0][0].legend(fontsize=8)
+            fig.tight_layout()
+            paths.append(os.path.join(out_dir, "accuracy_vs_eps.png"))
+            fig.savefig(paths[-1], dpi=100)
+            plt.close(fig)
+        if settings["noises"]:
+            noises = settings["noises"]
+            fig, axes = plt.subplots(
+                1, len(noises), figsize=(4 * len(noises), 3.2), squeeze=False
+            )
+            sev = [str(s) for s in settings["severities"]]
+            for ax, noise in zip(axes[0], noises):
+                for name, m in models.items():
+                    ax.plot(
+                        [int(s) for s in sev],
+                        [100 * m["noises"][noise][s] for s in sev],
+                        marker="o",
+                        label=name,
+                    )
+                ax.set_title(f"{noise} noise")
+                ax.set_xlabel("severity")
+                ax.set_ylabel("accuracy (%)")
+                ax.set_ylim(0, 100)
+                ax.grid(alpha=0.3)
+            axes[0][0].legend(fontsize=8)
+            fig.tight_layout()
+            paths.append(os.path.join(out_dir, "accuracy_vs_severity.png"))
+            fig.savefig(paths[-1], dpi=100)
+            plt.close(fig)
+        if self.examples:
+            paths.append(os.path.join(out_dir, "adversarial_examples.png"))
+            with open(paths[-1], "wb") as f:
+                f.write(self.example_grid_png())
+        return paths
+
+    def example_grid_png(self):
+        """Clean images, then per model the adversarial image and its perturbation
+        amplified to the full range (0.5 + delta / (2 eps))."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ex = self.examples
+        clean = ex["clean"]
+        names = list(ex["adversarial"])
+        cols = 1 + 2 * len(names)
+        fig, axes = plt.subplots(
+            len(clean), cols, figsize=(1.6 * cols, 1.6 * len(clean)), squeeze=False
+        )
+        eps = max(ex["eps"], 1e-12)
+        for row in range(len(clean)):
+            panels = [("clean", clean[row])]
+            for name in names:
+                adv = ex["adversarial"][name][row]
+                panels.append((f"{name}\n{ex['attack']} {eps_key(eps)}/255", adv))
+                panels.append(
+                    (
+                        "perturbation",
+                        np.clip(0.5 + (adv - clean[row]) / (2 * eps), 0, 1),
+                    )
+                )
+            for col, (title, image) in enumerate(panels):
+                ax = axes[row][col]
+                ax.imshow(
+                    image.squeeze(),
+                    cmap="gray" if image.shape[-1] == 1 else None,
+                    vmin=0,
+                    vmax=1,
+                )
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(title, fontsize=6)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        plt.close(fig)
+        return buffer.getvalue()
+
+    def write_tensorboard(self, log_dir):
+        """Scalars per model (attack accuracy at step eps*255, noise at step
+        severity), the picture grid and the Markdown table as text."""
+        import tensorflow as tf
+
+        settings = self.data["settings"]
+        for name, m in self.data["models"].items():
+            writer = tf.summary.create_file_writer(os.path.join(log_dir, _safe(name)))
+            with writer.as_default():
+                tf.summary.scalar("robustness/clean", m["clean"], step=0)
+                for attack, by_eps in m["attacks"].items():
+                    for e, acc in by_eps.items():
+                        tf.summary.scalar(
+                            f"robustness/{attack}", acc, step=int(round(float(e)))
+                        )
+                for noise, by_sev in m["noises"].items():
+                    for s, acc in by_sev.items():
+                        if s != "mean":
+                            tf.summary.scalar(
+                                f"robustness/{noise}_noise", acc, step=int(s)
+                            )
+                tf.summary.scalar(
+                    "robustness/large_eps_pgd",
+                    m["sanity"]["large_eps_pgd"],
+                    step=int(round(settings["large_eps"] * 255)),
+                )
+            writer.close()
+        writer = tf.summary.create_file_writer(os.path.join(log_dir, "report"))
+        with writer.as_default():
+            tf.summary.text("robustness/table", self.to_markdown(), step=0)
+            if self.examples:
+                image = tf.image.decode_png(self.example_grid_png(), channels=4)
+                tf.summary.image("robustness/adversarial_examples", image[None], step=0)
+        writer.close()
+
+    def save(self, out_dir, overwrite=False):
+        """Writes report.json, report.md, plots/ and tb/ into `out_dir`.
+
+        Everything is written into a temporary sibling folder first and
+        moved into place at the end, so an interrupted save never leaves a
+        folder that looks complete.
+        """
+        out_dir = os.path.abspath(out_dir)
+        if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
+            raise FileExistsError(
+                f"{out_dir} already holds results; pass overwrite=True "
+                "(--overwrite) or choose another folder."
+            )
+        staging = out_dir.rstrip("/") + ".partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        self.to_json(os.path.join(staging, "report.json"))
+        with open(os.path.join(staging, "report.md"), "w") as f:
+            f.write(self.to_markdown())
+        self.plot(os.path.join(staging, "plots"))
+        self.write_tensorboard(os.path.join(staging, "tb"))
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+        return out_dir
+
+
+def _pct(value):
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _safe(name):
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
