@@ -27,6 +27,7 @@ from keras_damped.models import create_model  # noqa: E402
 from keras_damped.models import damped_adds  # noqa: E402
 from keras_damped.models import damping_values  # noqa: E402
 from keras_damped.models import list_models  # noqa: E402
+from keras_damped.optimizers import ReferenceSGD  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "DampedAdd",
     "DampedResNeXt",
     "DampedResNet",
+    "ReferenceSGD",
     "__version__",
     "create_model",
     "damped_adds",

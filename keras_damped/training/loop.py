@@ -17,6 +17,7 @@ from keras_damped.data.pipeline import dataset_info
 from keras_damped.data.pipeline import load_arrays
 from keras_damped.data.pipeline import make_dataset
 from keras_damped.data.pipeline import steps_per_epoch
+from keras_damped.optimizers import ReferenceSGD
 from keras_damped.training.callbacks import BackupUnlessDiverged
 from keras_damped.training.callbacks import DampingMonitor
 from keras_damped.training.compat import multi_worker_fit
@@ -236,7 +237,7 @@ def train(config, resume=False, overwrite=False):
         with strategy.scope():
             model = _build_model(config, info)
             decayed = add_weight_decay(model, config.weight_decay, config.decay_damping)
-            optimizer = keras.optimizers.SGD(
+            optimizer = ReferenceSGD(
                 learning_rate_schedule(
                     config.schedule, config.lr, config.epochs, steps
                 ),
