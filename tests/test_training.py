@@ -12,6 +12,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
+from keras_damped import damped_adds
 from keras_damped import damping_values
 from keras_damped.cli import main as cli_main
 from keras_damped.data import DatasetUnavailableError
@@ -296,3 +297,17 @@ def test_model_that_does_not_fit_the_dataset(tmp_path):
     ):
         train(small_config(tmp_path / "run", model=str(path)))
     assert not (tmp_path / "run").exists()
+
+
+def test_mixed_precision_run(tmp_path):
+    result = train(
+        small_config(
+            tmp_path / "bf16", precision="mixed_bfloat16", limit=128, test_limit=64
+        )
+    )
+    assert result.model.get_layer("stage2_block2").compute_dtype == "bfloat16"
+    assert all(np.isfinite(v) for v in result.history["loss"])
+    adds = damped_adds(result.model, trainable_only=True).values()
+    assert adds and all(add.k.dtype == "float32" for add in adds)
+    record = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert record["config"]["precision"] == "mixed_bfloat16"

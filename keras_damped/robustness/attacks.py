@@ -128,6 +128,27 @@ def _spsa_optimizer(learning_rate, delta, samples):
     return KerasThreeSPSAAdam()
 
 
+def _any_batch_size(fn, jit_compile, with_eps=False):
+    """`tf.function(fn)` traced once, on the first call, for any batch size.
+
+    A last, smaller batch would otherwise trace the attack a second time.
+    """
+    compiled = []
+
+    def call(x, y, *eps):
+        if not compiled:
+            signature = [
+                tf.TensorSpec((None, *x.shape[1:]), x.dtype),
+                tf.TensorSpec((None,), y.dtype),
+            ] + ([tf.TensorSpec((), tf.float32)] if with_eps else [])
+            compiled.append(
+                tf.function(fn, input_signature=signature, jit_compile=jit_compile)
+            )
+        return compiled[0](x, y, *eps)
+
+    return call
+
+
 def make_attack(name, model_fn, steps=STEPS, step_size=STEP_SIZE, jit_compile=False):
     """A compiled `(x, y, eps) -> x_adv` for one attack.
 
@@ -208,9 +229,7 @@ def make_attack(name, model_fn, steps=STEPS, step_size=STEP_SIZE, jit_compile=Fa
         def run_fgsm(x, y, eps):
             return fast_gradient_method(model_fn, x, eps, np.inf, y=y, **common)
 
-        compiled_fgsm = tf.function(
-            run_fgsm, jit_compile=jit_compile, reduce_retracing=True
-        )
+        compiled_fgsm = _any_batch_size(run_fgsm, jit_compile, with_eps=True)
         return lambda x, y, eps: compiled_fgsm(x, y, tf.constant(eps, tf.float32))
 
     # The iterative attacks check `eps_iter <= eps` in Python, so their
@@ -249,9 +268,7 @@ def make_attack(name, model_fn, steps=STEPS, step_size=STEP_SIZE, jit_compile=Fa
                         model_fn, x, eps, step, steps, np.inf, y=y, **common
                     )
 
-            graphs[eps] = tf.function(
-                run, jit_compile=jit_compile, reduce_retracing=True
-            )
+            graphs[eps] = _any_batch_size(run, jit_compile)
         return graphs[eps](x, y)
 
     return run_iterative

@@ -260,7 +260,8 @@ def evaluate(
     shown = ("pgd" if "pgd" in attacks else attacks[-1]) if attacks else None
     for name, fn in model_fns.items():
         predict = tf.function(
-            lambda x, fn=fn: tf.argmax(fn(x), -1, output_type=tf.int32)
+            lambda x, fn=fn: tf.argmax(fn(x), -1, output_type=tf.int32),
+            input_signature=[tf.TensorSpec((None, *images.shape[1:]), tf.float32)],
         )
 
         def accuracy(x, y=labels, predict=predict):
