@@ -24,6 +24,7 @@ from keras_damped.layers import DampedAdd  # noqa: E402
 from keras_damped.models import DampedResNet  # noqa: E402
 from keras_damped.models import DampedResNeXt  # noqa: E402
 from keras_damped.models import create_model  # noqa: E402
+from keras_damped.models import damp  # noqa: E402
 from keras_damped.models import damped_adds  # noqa: E402
 from keras_damped.models import damping_values  # noqa: E402
 from keras_damped.models import list_models  # noqa: E402
@@ -40,6 +41,7 @@ __all__ = [
     "ReferenceSGD",
     "__version__",
     "create_model",
+    "damp",
     "damped_adds",
     "damping_values",
     "list_models",

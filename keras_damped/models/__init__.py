@@ -1,5 +1,7 @@
 """Models: the damped ResNet and ResNeXt backbones and their presets."""
 
+from keras_damped.models.convert import damp
+from keras_damped.models.convert import residual_adds
 from keras_damped.models.inspect import damped_adds
 from keras_damped.models.inspect import damping_values
 from keras_damped.models.registry import create_model
@@ -11,7 +13,9 @@ __all__ = [
     "DampedResNeXt",
     "DampedResNet",
     "create_model",
+    "damp",
     "damped_adds",
     "damping_values",
     "list_models",
+    "residual_adds",
 ]
