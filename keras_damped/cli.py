@@ -93,7 +93,109 @@ def build_parser():
     )
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
+    _add_analysis_parsers(sub)
     return parser
+
+
+def _add_analysis_parsers(sub):
+    helps = {
+        "landscape": "input-space loss landscapes (1D along the attack and a random "
+        "direction, 2D over both) of one or several models",
+        "analyze": "stability: perturbation growth per block, block Jacobian "
+        "spectral norms and the learned lambdas by depth",
+    }
+    for command, text in helps.items():
+        parser = sub.add_parser(
+            command,
+            help=text,
+            description=text + ". Writes OUT/analysis.json, plots/*.png and tb/.",
+        )
+        parser.add_argument(
+            "--model",
+            action="append",
+            required=True,
+            help="a .keras file; repeat for several models",
+        )
+        parser.add_argument("--dataset", default="cifar10")
+        parser.add_argument(
+            "--limit",
+            type=int,
+            default=128,
+            help="the first N test examples form the batch",
+        )
+        parser.add_argument(
+            "--T",
+            type=float,
+            default=16.0,
+            help="landscape half-width in units of 1/255",
+        )
+        parser.add_argument(
+            "--points",
+            type=int,
+            default=33,
+            help="1D landscape grid points (2D: a third, odd)",
+        )
+        parser.add_argument(
+            "--no-clip",
+            dest="clip",
+            action="store_false",
+            help="do not clip x + t d to [0, 1]",
+        )
+        parser.add_argument(
+            "--epsilon",
+            type=float,
+            default=1e-2,
+            help="L2 norm of the perturbations (analyze)",
+        )
+        parser.add_argument(
+            "--iterations", type=int, default=20, help="power iterations (analyze)"
+        )
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--data-dir", default=None)
+        parser.add_argument("--out", required=True)
+        parser.add_argument("--overwrite", action="store_true")
+
+
+def _analysis(args):
+    import os
+
+    from keras_damped.analysis import analyze
+    from keras_damped.analysis import save_analysis
+    from keras_damped.data import load_arrays
+    from keras_damped.robustness.evaluate import _named_models
+
+    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise ValueError(
+            f"{args.out} already holds results; nothing was changed. Pass "
+            "--overwrite or choose another --out."
+        )
+    if args.limit < 1:
+        raise ValueError(f"limit must be a positive integer. Received: {args.limit}")
+    models = _named_models(args.model)
+    images, labels = load_arrays(args.dataset, "test", args.data_dir, args.limit)
+    for name, model in models.items():
+        if tuple(model.input_shape[1:]) != images.shape[1:]:
+            raise ValueError(
+                f"Model {name!r} takes inputs {model.input_shape}, but the "
+                f"{args.dataset} images are {(None, *images.shape[1:])}."
+            )
+    points_2d = max(3, (args.points // 3) | 1)
+    result = analyze(
+        models,
+        images / 255.0,
+        labels,
+        T=args.T / 255,
+        points=args.points,
+        points_2d=points_2d,
+        clip=args.clip,
+        epsilon=args.epsilon,
+        iterations=args.iterations,
+        seed=args.seed,
+        parts=("landscape",) if args.command == "landscape" else ("stability",),
+    )
+    out = save_analysis(result, args.out, overwrite=args.overwrite)
+    print(f"Wrote {out}/analysis.json and plots/*.png.")
+    print(f"TensorBoard: tensorboard --logdir {out}/tb")
 
 
 def _number_list(text, what):
@@ -365,6 +467,8 @@ def main(argv=None):
             _train(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command in ("landscape", "analyze"):
+            _analysis(args)
     except (ValueError, DatasetUnavailableError, RunDirExistsError) as error:
         print(f"keras-damped {args.command}: error: {error}", file=sys.stderr)
         return 2

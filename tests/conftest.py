@@ -24,3 +24,28 @@ def _fresh_keras_state():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def trained_small_model():
+    """An In-ResNet-14 trained for two epochs on 3,000 real Fashion-MNIST images."""
+    from keras_damped import DampedResNet
+    from keras_damped.data import load
+
+    keras.utils.set_random_seed(0)
+    model = DampedResNet(
+        14, input_shape=(28, 28, 1), normalization="fashion_mnist", name="in_resnet14"
+    )
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(
+        load("fashion_mnist", "train", 64, limit=3000, epochs=2),
+        epochs=2,
+        steps_per_epoch=47,
+        shuffle=False,
+        verbose=0,
+    )
+    return model

@@ -11,34 +11,12 @@ import tensorflow as tf
 
 from keras_damped import DampedResNet
 from keras_damped.cli import main as cli_main
-from keras_damped.data import load
 from keras_damped.data import load_arrays
 from keras_damped.robustness import ATTACKS
 from keras_damped.robustness import RobustnessReport
 from keras_damped.robustness import attack_fn
 from keras_damped.robustness import evaluate
 from keras_damped.robustness import logits_fn
-
-
-def small_trained_model():
-    """An In-ResNet-14 trained for two epochs on 3,000 real Fashion-MNIST images."""
-    keras.utils.set_random_seed(0)
-    model = DampedResNet(
-        14, input_shape=(28, 28, 1), normalization="fashion_mnist", name="in_resnet14"
-    )
-    model.compile(
-        keras.optimizers.SGD(0.05, momentum=0.9),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    model.fit(
-        load("fashion_mnist", "train", 64, limit=3000, epochs=2),
-        epochs=2,
-        steps_per_epoch=47,
-        shuffle=False,
-        verbose=0,
-    )
-    return model
 
 
 @keras.saving.register_keras_serializable(package="tests")
@@ -50,8 +28,10 @@ class ZeroInputGradient(keras.layers.Layer):
 
 
 @pytest.mark.slow
-def test_attack_invariants_gradient_masking_and_report_files(tmp_path):
-    model = small_trained_model()
+def test_attack_invariants_gradient_masking_and_report_files(
+    tmp_path, trained_small_model
+):
+    model = trained_small_model
     images, labels = load_arrays("fashion_mnist", "test", limit=64)
     x = tf.constant(images / np.float32(255))
     y = tf.constant(labels)

@@ -1,0 +1,205 @@
+"""`analyze()`: landscapes and stability of models as JSON, PNG, TensorBoard."""
+
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+
+from keras_damped.analysis.landscape import landscape_1d
+from keras_damped.analysis.landscape import landscape_2d
+from keras_damped.analysis.stability import block_spectral_norms
+from keras_damped.analysis.stability import damping_by_depth
+from keras_damped.analysis.stability import perturbation_growth
+
+
+def analyze(
+    models,
+    x,
+    y,
+    T=16 / 255,
+    points=33,
+    points_2d=11,
+    clip=True,
+    epsilon=1e-2,
+    iterations=20,
+    seed=0,
+    parts=("landscape", "stability"),
+):
+    """Loss landscapes and stability measurements of models on one batch.
+
+    Args:
+        models: {name: model}.
+        x, y: a batch of pixels in [0, 1] and labels.
+        T, points, points_2d, clip: the landscape grids (see `landscape_1d`).
+        epsilon: L2 norm of the perturbations of `perturbation_growth`.
+        iterations: power iterations of the spectral norms.
+        seed: seed of the random directions.
+        parts: `"landscape"` and/or `"stability"`.
+
+    Returns:
+        A JSON-ready dict; `save_analysis(result, out_dir)` writes it.
+    """
+    result = {
+        "settings": {
+            "examples": int(len(x)),
+            "T": T,
+            "points": points,
+            "points_2d": points_2d,
+            "clip": clip,
+            "epsilon": epsilon,
+            "iterations": iterations,
+            "seed": seed,
+            "models": list(models),
+        }
+    }
+    if "landscape" in parts:
+        result["landscape_1d"] = {
+            kind: landscape_1d(models, x, y, kind, T, points, clip, seed)
+            for kind in ("sign_gradient", "random")
+        }
+        result["landscape_2d"] = {
+            name: landscape_2d(model, x, y, T, points_2d, clip, seed)
+            for name, model in models.items()
+        }
+    if "stability" in parts:
+        result["perturbation_growth"] = {
+            name: {
+                kind: perturbation_growth(model, x, y, kind, epsilon, seed=seed)
+                for kind in ("random", "adversarial")
+            }
+            for name, model in models.items()
+        }
+        result["spectral_norms"] = {
+            name: block_spectral_norms(model, x, iterations=iterations, seed=seed)
+            for name, model in models.items()
+        }
+        result["damping"] = {name: damping_by_depth(m) for name, m in models.items()}
+    return result
+
+
+def _figure(plt, count, width=4.5):
+    fig, axes = plt.subplots(1, count, figsize=(width * count, 3.3), squeeze=False)
+    return fig, axes[0]
+
+
+def plots(result):
+    """{file name: PNG bytes} of every figure the result has data for."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    clip = "clipped to [0, 1]" if result["settings"]["clip"] else "not clipped"
+    if "landscape_1d" in result:
+        fig, axes = _figure(plt, 2)
+        for ax, (kind, data) in zip(axes, result["landscape_1d"].items()):
+            t = np.array(data["t"]) * 255
+            for name, values in data["models"].items():
+                ax.plot(t, values["loss"], label=name)
+            ax.set_title(
+                f"loss along the {'attack' if kind != 'random' else 'random'}"
+                f" direction ({clip})",
+                fontsize=9,
+            )
+            ax.set_xlabel("t (x 1/255)")
+            ax.set_ylabel("mean cross-entropy")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        figures["landscape_1d.png"] = fig
+    if "landscape_2d" in result:
+        models = result["landscape_2d"]
+        fig, axes = _figure(plt, len(models), 3.8)
+        for ax, (name, data) in zip(axes, models.items()):
+            t = np.array(data["t"]) * 255
+            contour = ax.contourf(t, t, np.array(data["loss"]).T, levels=15)
+            fig.colorbar(contour, ax=ax)
+            ax.set_title(f"{name} ({clip})", fontsize=9)
+            ax.set_xlabel("attack direction (x 1/255)")
+            ax.set_ylabel("random direction (x 1/255)")
+        figures["landscape_2d.png"] = fig
+    if "perturbation_growth" in result:
+        fig, axes = _figure(plt, 2)
+        for ax, kind in zip(axes, ("random", "adversarial")):
+            for name, data in result["perturbation_growth"].items():
+                ax.plot(
+                    range(1, len(data[kind]["ratio"]) + 1),
+                    data[kind]["ratio"],
+                    marker=".",
+                    label=name,
+                )
+            ax.set_title(f"{kind} perturbation growth", fontsize=9)
+            ax.set_xlabel("block")
+            ax.set_ylabel("||h(x+d) - h(x)|| / ||d||")
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        figures["perturbation_growth.png"] = fig
+    if "spectral_norms" in result:
+        fig, axes = _figure(plt, 1, 6)
+        for name, data in result["spectral_norms"].items():
+            axes[0].plot(
+                range(1, len(data["sigma"]) + 1), data["sigma"], marker=".", label=name
+            )
+        axes[0].set_title("block Jacobian spectral norm (mean over inputs)", fontsize=9)
+        axes[0].set_xlabel("block")
+        axes[0].set_ylabel("largest singular value")
+        axes[0].legend(fontsize=8)
+        axes[0].grid(alpha=0.3)
+        figures["spectral_norms.png"] = fig
+    if "damping" in result and any(d["lambda"] for d in result["damping"].values()):
+        fig, axes = _figure(plt, 1, 6)
+        for name, data in result["damping"].items():
+            if data["lambda"]:
+                axes[0].plot(
+                    range(1, len(data["lambda"]) + 1),
+                    data["lambda"],
+                    marker="o",
+                    label=name,
+                )
+        axes[0].set_title("learned lambda by depth (damped blocks)", fontsize=9)
+        axes[0].set_xlabel("damped block")
+        axes[0].set_ylabel("lambda")
+        axes[0].legend(fontsize=8)
+        axes[0].grid(alpha=0.3)
+        figures["damping_by_depth.png"] = fig
+    out = {}
+    for file_name, fig in figures.items():
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        plt.close(fig)
+        out[file_name] = buffer.getvalue()
+    return out
+
+
+def save_analysis(result, out_dir, overwrite=False):
+    """Writes analysis.json, plots/*.png and tb/ (the figures as images)."""
+    import tensorflow as tf
+
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds results; pass overwrite=True (--overwrite) "
+            "or choose another folder."
+        )
+    staging = out_dir.rstrip("/") + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(os.path.join(staging, "plots"))
+    with open(os.path.join(staging, "analysis.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    pngs = plots(result)
+    writer = tf.summary.create_file_writer(os.path.join(staging, "tb"))
+    with writer.as_default():
+        for file_name, data in pngs.items():
+            with open(os.path.join(staging, "plots", file_name), "wb") as f:
+                f.write(data)
+            image = tf.image.decode_png(data, channels=4)[None]
+            tf.summary.image(f"analysis/{file_name[:-4]}", image, step=0)
+    writer.close()
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+    return out_dir
