@@ -96,16 +96,22 @@ def main():
         "python": platform.python_version(),
         "model": "in_resnet110",
         "batch_size": args.batch_size,
-        "runs": [measure(p, args.steps, args.repeats, args.batch_size)
-                 for p in args.precisions.split(",")],
+        "runs": [
+            measure(p, args.steps, args.repeats, args.batch_size)
+            for p in args.precisions.split(",")
+        ],
     }
-    print(f"{results['device']}, Keras {results['keras']} on {results['backend']}, "
-          f"in_resnet110, batch {args.batch_size}, XLA")
+    print(
+        f"{results['device']}, Keras {results['keras']} on {results['backend']}, "
+        f"in_resnet110, batch {args.batch_size}, XLA"
+    )
     print("| precision | train images/s | 50k-image epoch (s) | peak memory (GiB) |")
     print("|---|---|---|---|")
     for run in results["runs"]:
-        print(f"| {run['precision']} | {run['images_per_s']} | {run['epoch_50k_s']} | "
-              f"{run['peak_memory_gib']} |")
+        print(
+            f"| {run['precision']} | {run['images_per_s']} | {run['epoch_50k_s']} | "
+            f"{run['peak_memory_gib']} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

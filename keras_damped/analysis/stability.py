@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras_damped.layers.damped_add import DampedAdd
 from keras_damped.models.inspect import damped_adds
 from keras_damped.models.inspect import damping_values
+from keras_damped.models.inspect import model_input
 
 PERTURBATIONS = ("random", "adversarial")
 
@@ -75,7 +76,9 @@ def perturbation_growth(
             )
         delta = tape.gradient(loss, x)
     delta = epsilon * _unit(delta)
-    features = keras.Model(model.inputs, [model.get_layer(b).output for b in blocks])
+    features = keras.Model(
+        model_input(model), [model.get_layer(b).output for b in blocks]
+    )
     clean = features(x, training=False)
     moved = features(x + delta, training=False)
     if len(blocks) == 1:
@@ -121,7 +124,7 @@ def block_spectral_norms(model, x, blocks=None, iterations=30, seed=0):
     """
     blocks = block_names(model, blocks)
     parts = [_block_map(model, b) for b in blocks]
-    inputs_of = keras.Model(model.inputs, [tensor for tensor, _ in parts])
+    inputs_of = keras.Model(model_input(model), [tensor for tensor, _ in parts])
     hs = inputs_of(tf.convert_to_tensor(x, tf.float32), training=False)
     if len(blocks) == 1:
         hs = [hs]

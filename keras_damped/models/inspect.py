@@ -34,3 +34,9 @@ def damping_values(model):
             continue
         values[name] = np.asarray(ops.convert_to_numpy(add.damping), "float32")
     return values
+
+
+def model_input(model):
+    """The input of a functional model as it expects to be called: a tensor
+    for a single-input model (a list would make Keras warn on every call)."""
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs

@@ -9,6 +9,8 @@ pixel space, unlike the reference code, which attacks normalised tensors.
 import numpy as np
 import tensorflow as tf
 
+from keras_damped.models.inspect import model_input
+
 ATTACKS = ("fgsm", "ifgsm", "pgd", "mim", "cw_l2", "spsa")
 # Attacks whose `eps` is an L-infinity radius; cw_l2 reports at an L2 radius.
 LINF_ATTACKS = ("fgsm", "ifgsm", "pgd", "mim", "spsa")
@@ -53,7 +55,7 @@ def logits_fn(model):
             head = type(last).from_config(config)
             logits = head(inputs)
             head.set_weights(last.get_weights())
-        logit_model = keras.Model(model.inputs, logits)
+        logit_model = keras.Model(model_input(model), logits)
     except (AttributeError, ValueError) as error:
         raise ValueError(
             f"Model {model.name!r} ends in a softmax and its logits cannot be "
