@@ -3,10 +3,10 @@
 import io
 import json
 import os
-import shutil
 
 import numpy as np
 
+from keras_damped._staging import staged_folder
 from keras_damped.analysis.landscape import landscape_1d
 from keras_damped.analysis.landscape import landscape_2d
 from keras_damped.analysis.stability import block_spectral_norms
@@ -179,27 +179,17 @@ def save_analysis(result, out_dir, overwrite=False):
     """Writes analysis.json, plots/*.png and tb/ (the figures as images)."""
     import tensorflow as tf
 
-    out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} already holds results; pass overwrite=True (--overwrite) "
-            "or choose another folder."
-        )
-    staging = out_dir.rstrip("/") + ".partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(os.path.join(staging, "plots"))
-    with open(os.path.join(staging, "analysis.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    pngs = plots(result)
-    writer = tf.summary.create_file_writer(os.path.join(staging, "tb"))
-    with writer.as_default():
-        for file_name, data in pngs.items():
-            with open(os.path.join(staging, "plots", file_name), "wb") as f:
-                f.write(data)
-            image = tf.image.decode_png(data, channels=4)[None]
-            tf.summary.image(f"analysis/{file_name[:-4]}", image, step=0)
-    writer.close()
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
-    return out_dir
+    with staged_folder(out_dir, overwrite) as staging:
+        os.makedirs(os.path.join(staging, "plots"))
+        with open(os.path.join(staging, "analysis.json"), "w") as f:
+            json.dump(result, f, indent=2)
+        pngs = plots(result)
+        writer = tf.summary.create_file_writer(os.path.join(staging, "tb"))
+        with writer.as_default():
+            for file_name, data in pngs.items():
+                with open(os.path.join(staging, "plots", file_name), "wb") as f:
+                    f.write(data)
+                image = tf.image.decode_png(data, channels=4)[None]
+                tf.summary.image(f"analysis/{file_name[:-4]}", image, step=0)
+        writer.close()
+    return os.path.abspath(out_dir)

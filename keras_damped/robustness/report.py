@@ -3,9 +3,10 @@
 import io
 import json
 import os
-import shutil
 
 import numpy as np
+
+from keras_damped._staging import staged_folder
 
 
 def eps_key(eps):
@@ -239,24 +240,13 @@ class RobustnessReport:
         moved into place at the end, so an interrupted save never leaves a
         folder that looks complete.
         """
-        out_dir = os.path.abspath(out_dir)
-        if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
-            raise FileExistsError(
-                f"{out_dir} already holds results; pass overwrite=True "
-                "(--overwrite) or choose another folder."
-            )
-        staging = out_dir.rstrip("/") + ".partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
-        self.to_json(os.path.join(staging, "report.json"))
-        with open(os.path.join(staging, "report.md"), "w") as f:
-            f.write(self.to_markdown())
-        self.plot(os.path.join(staging, "plots"))
-        self.write_tensorboard(os.path.join(staging, "tb"))
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-        return out_dir
+        with staged_folder(out_dir, overwrite) as staging:
+            self.to_json(os.path.join(staging, "report.json"))
+            with open(os.path.join(staging, "report.md"), "w") as f:
+                f.write(self.to_markdown())
+            self.plot(os.path.join(staging, "plots"))
+            self.write_tensorboard(os.path.join(staging, "tb"))
+        return os.path.abspath(out_dir)
 
 
 def _pct(value):
