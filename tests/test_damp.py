@@ -52,14 +52,10 @@ def test_resnet50v2_shortcut_roles(resnet50v2):
 
 
 @pytest.mark.slow
-def test_resnet50_in_trains_a_step_and_round_trips(tmp_path, rng):
-    keras.utils.set_random_seed(0)
-    base = keras.applications.ResNet50(
-        weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None
-    )
-    converted = damp(base, "in")
+def test_resnet50v2_in_trains_a_step_and_round_trips(resnet50v2, tmp_path, rng):
+    converted = damp(resnet50v2, "in")
     trainable = damped_adds(converted, trainable_only=True)
-    assert len(trainable) == count_adds(base) == 16
+    assert len(trainable) == count_adds(resnet50v2) == 16
     converted.compile(
         keras.optimizers.SGD(0.01),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -68,11 +64,24 @@ def test_resnet50_in_trains_a_step_and_round_trips(tmp_path, rng):
     k_before = {n: float(a.k.numpy()) for n, a in trainable.items()}
     loss = converted.train_on_batch(x, np.array([0, 1, 2, 3]))
     assert np.isfinite(loss)
-    assert any(float(a.k.numpy()) != k_before[n] for n, a in trainable.items())
-    path = tmp_path / "damped_resnet50.keras"
+    assert all(float(a.k.numpy()) != k_before[n] for n, a in trainable.items())
+    path = tmp_path / "damped_resnet50v2.keras"
     converted.save(path)
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(loaded(x), converted(x), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_resnet50_with_lambda_zero_is_the_same_network(rng):
+    keras.utils.set_random_seed(0)
+    base = keras.applications.ResNet50(
+        weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None
+    )
+    converted = damp(base, variant="fixed", value=0.0)
+    assert sum(isinstance(la, DampedAdd) for la in converted.layers) == 16
+    assert set(residual_adds(base).values()) == {(0, True), (0, False)}
+    x = rng.uniform(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(converted(x), base(x), atol=1e-5)
 
 
 def test_our_resnet_becomes_damped_with_weights_carried_over(rng):
