@@ -147,6 +147,14 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, capsys)
     checkpoint = run_dir / "checkpoints" / "latest.weights.h5"
     good = checkpoint.read_bytes()
     model_bytes = (run_dir / "model.keras").read_bytes()
+    # Resuming a finished run trains nothing, keeps model.keras and returns
+    # the trained weights (not a freshly initialised model).
+    again = train(small_config(run_dir), resume=True)
+    assert again.history == {} and again.initial_epoch == 1
+    assert (run_dir / "model.keras").read_bytes() == model_bytes
+    saved = keras.saving.load_model(run_dir / "model.keras")
+    for a, b in zip(saved.weights, again.model.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
     with pytest.raises(TrainingDivergedError, match=r"epoch 2.*kept in .*checkpoints"):
         train(small_config(run_dir, epochs=2, lr=1e30), resume=True)
     assert checkpoint.read_bytes() == good

@@ -333,6 +333,14 @@ def train(config, resume=False, overwrite=False):
             f"last good checkpoint (after epoch {epoch}) is kept in {backup_dir}; "
             "lower --lr and continue with --resume."
         )
+    model_path = os.path.join(run_dir, "model.keras")
+    if initial_epoch >= config.epochs:
+        # Nothing left to train: restore the finished state exactly as fit()
+        # would (weights, optimizer state) instead of saving fresh weights.
+        backup.set_model(model)
+        backup.on_train_begin()
+        if chief and os.path.isfile(model_path):
+            return TrainResult(model, history, run_dir, initial_epoch)
     if chief:
-        model.save(os.path.join(run_dir, "model.keras"))
+        model.save(model_path)
     return TrainResult(model, history, run_dir, initial_epoch)
