@@ -46,5 +46,5 @@ def import_tensorflow_quietly():
             capture.seek(0)
             for line in capture.read().decode(errors="replace").splitlines():
                 if line.strip() and not HARMLESS.search(line):
-                    print(line, file=sys.stderr)
+                    sys.stderr.write(line + "\n")
     return tf
