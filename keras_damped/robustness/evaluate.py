@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_damped._versions import library_versions
 from keras_damped.data.corruptions import NOISES
 from keras_damped.data.corruptions import SEVERITIES
 from keras_damped.data.corruptions import check_noise
@@ -94,18 +95,6 @@ def _named_models(models):
     if len(set(labels)) != len(labels):
         raise ValueError(f"Model names must be unique. Received: {labels}")
     return dict(items)
-
-
-def _versions():
-    import importlib.metadata as md
-
-    out = {}
-    for package in ("keras", "tensorflow", "cleverhans", "tensorflow-datasets"):
-        try:
-            out[package] = md.version(package)
-        except md.PackageNotFoundError:
-            out[package] = None
-    return out
 
 
 def _noise_sets(dataset, images, noises, severities, seed, source, data_dir, limit):
@@ -370,7 +359,7 @@ def evaluate(
             "pixel_space": True,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         },
-        "versions": _versions(),
+        "versions": library_versions(),
         "models": results,
     }
     examples["eps"] = eps[-1] if eps else 0.0

@@ -7,12 +7,12 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 
 import keras
 import tensorflow as tf
 
+from keras_damped._versions import library_versions
 from keras_damped.data.pipeline import dataset_info
 from keras_damped.data.pipeline import load_arrays
 from keras_damped.data.pipeline import make_dataset
@@ -172,18 +172,6 @@ def _build_model(config, info):
     )
 
 
-def _versions():
-    import importlib.metadata as md
-
-    out = {"python": sys.version.split()[0]}
-    for package in ("keras", "tensorflow", "tensorflow-datasets", "cleverhans"):
-        try:
-            out[package] = md.version(package)
-        except md.PackageNotFoundError:
-            out[package] = None
-    return out
-
-
 def train(config, resume=False, overwrite=False):
     """Trains a model by `config` and writes its run folder.
 
@@ -276,7 +264,7 @@ def train(config, resume=False, overwrite=False):
                 "weight_decay_kind": "coupled L2 (as PyTorch SGD)",
                 "parameters": model.count_params(),
             },
-            "versions": _versions(),
+            "versions": library_versions(),
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "resumed_at_epoch": initial_epoch or None,
             "previous": previous,
