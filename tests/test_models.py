@@ -265,3 +265,45 @@ def test_block_config_round_trip():
     assert out.shape == (None, 4, 4, 8)
     assert clone.damped_add.k.shape == (8,) and clone.damped_add.regularizer
     assert isinstance(clone.damped_add, DampedAdd)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("block_class", [BasicBlock, BottleneckBlock])
+def test_lambda_in_block_folds_the_boost_into_the_kernel_exactly(
+    block_class, per_channel, rng
+):
+    """(1 + lambda) scales the last kernel; the result is the paper's formula."""
+    keras.config.set_dtype_policy("float64")
+    kwargs = (
+        {"cardinality": 2, "bottleneck_width": 4}
+        if block_class is BottleneckBlock
+        else {}
+    )
+    block = block_class(
+        8, damping="lambda_in", damping_options={"per_channel": per_channel}, **kwargs
+    )
+    shape = (3, 5, 5, block.out_channels)
+    block.build(shape)
+    add = block.damped_add
+    add.k.assign(rng.uniform(0.1, 0.6, add.k.shape))
+    x = tf.constant(rng.normal(size=shape))
+    probe = rng.normal(size=shape)
+
+    def reference(x):
+        h = x
+        for bn, conv in zip(block.bns, block.convs):
+            h = conv(tf.nn.relu(bn(h, training=True)))
+        lam = tf.nn.relu(add.k)  # float32, as the layer keeps it
+        boost, keep = (tf.cast(c, tf.float64) for c in (1 + lam, 1 - lam))
+        return boost * h + keep * x
+
+    results = []
+    for fn in (lambda x: block(x, training=True), reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = fn(x)
+            scalar = tf.reduce_sum(out * probe)
+        grads = tape.gradient(scalar, [x, add.k] + [c.kernel for c in block.convs])
+        results.append([out] + grads)
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-9)

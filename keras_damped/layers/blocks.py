@@ -46,6 +46,20 @@ def _serialize_option(value):
     return keras.saving.serialize_keras_object(value)
 
 
+def _scaled_conv(conv, inputs, scale):
+    """`conv(inputs) * scale` (scale per output channel), as one convolution."""
+    work = keras.backend.result_type(conv.kernel.dtype, "float32")
+    kernel = ops.cast(ops.cast(conv.kernel, work) * ops.cast(scale, work), inputs.dtype)
+    return ops.conv(
+        inputs,
+        kernel,
+        strides=conv.strides,
+        padding=conv.padding,
+        data_format=conv.data_format,
+        dilation_rate=conv.dilation_rate,
+    )
+
+
 class _PreActivationBlock(keras.layers.Layer):
     """Shared machinery: BN-ReLU-Conv units, shortcut and the damped merge."""
 
@@ -140,16 +154,21 @@ class _PreActivationBlock(keras.layers.Layer):
         self.damped_add.build([shape, shape])
 
     def call(self, inputs, training=None):
+        # lambda-In: (1 + lambda) scales the last convolution's kernel, not
+        # its output, so the damping costs no extra pass over the activations.
+        scale = self.damped_add.residual_scale()
         x = inputs
-        for bn, conv in zip(self.bns, self.convs):
-            x = conv(ops.relu(bn(x, training=training)))
+        last = len(self.convs) - 1
+        for i, (bn, conv) in enumerate(zip(self.bns, self.convs)):
+            h = ops.relu(bn(x, training=training))
+            x = conv(h) if i < last or scale is None else _scaled_conv(conv, h, scale)
         if self.has_projection:
             shortcut = self.shortcut_conv(
                 ops.relu(self.shortcut_bn(inputs, training=training))
             )
         else:
             shortcut = inputs
-        return self.damped_add([x, shortcut])
+        return self.damped_add([x, shortcut], residual_scaled=scale is not None)
 
     def compute_output_shape(self, input_shape):
         def down(size):

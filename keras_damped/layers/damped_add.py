@@ -68,6 +68,8 @@ class DampedAdd(keras.layers.Layer):
 
     Call arguments:
         inputs: a list `[residual, shortcut]` of two tensors of one shape.
+        residual_scaled: the residual is already multiplied by
+            `residual_scale()` (`"lambda_in"` only; see that method).
 
     Returns:
         A tensor of the inputs' shape.
@@ -178,7 +180,19 @@ class DampedAdd(keras.layers.Layer):
             return self.value
         return self._lambda(ops.convert_to_tensor(self.k))
 
-    def call(self, inputs):
+    def residual_scale(self):
+        """`1 + lambda` of `"lambda_in"` as float32 (scalar or per channel), else None.
+
+        A block can fold this factor into the kernel of the convolution that
+        produces the residual (a multiply the size of the weights instead of
+        one the size of the activations, forward and backward) and then call
+        this layer with `residual_scaled=True`.
+        """
+        if self.variant != "lambda_in":
+            return None
+        return 1.0 + self._lambda(self.k)
+
+    def call(self, inputs, residual_scaled=False):
         residual, shortcut = inputs
         if self.variant == "fixed":
             # Exact special cases: no multiply at all for ResNet and CNN.
@@ -189,7 +203,7 @@ class DampedAdd(keras.layers.Layer):
             return ops.add(residual, ops.multiply(1.0 - self.value, shortcut))
         lam = self._lambda(self.k)
         keep = ops.cast(1.0 - lam, shortcut.dtype)
-        if self.variant == "in":
+        if self.variant == "in" or residual_scaled:
             return ops.add(residual, ops.multiply(keep, shortcut))
         boost = ops.cast(1.0 + lam, residual.dtype)
         return ops.add(ops.multiply(boost, residual), ops.multiply(keep, shortcut))

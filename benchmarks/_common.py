@@ -1,0 +1,170 @@
+"""What the CPU benchmarks share: the machine record, timing and tables.
+
+Every benchmark times whole training (or inference, or attack) steps on
+synthetic CIFAR-shaped batches after a warm-up that includes compilation,
+takes the median of repeated steps, and writes `results/<name>.json` (all
+numbers plus the machine) and `results/<name>.md` (the table for the
+README). Speed is only ever compared within one run.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def start_tensorflow():
+    """Imports TensorFlow without its harmless start-up notices.
+
+    Loads `keras_damped/_quiet.py` by path: importing the package first
+    would import Keras, and TensorFlow with it, before the filter is on.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_keras_damped_quiet", REPO / "keras_damped" / "_quiet.py"
+    )
+    quiet = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quiet)
+    return quiet.import_tensorflow_quietly()
+
+
+def parser(description, name):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the smallest models and fewest steps (under 2 minutes)",
+    )
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument(
+        "--out",
+        default=str(RESULTS / name),
+        help="results path without extension: writes .json and .md "
+        "(default: %(default)s)",
+    )
+    return p
+
+
+def positive(name, value):
+    if value < 1:
+        raise SystemExit(f"{name} must be >= 1. Received: {name}={value}")
+    return value
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def gpu_names():
+    import tensorflow as tf
+
+    return [
+        tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+        for gpu in tf.config.list_physical_devices("GPU")
+    ]
+
+
+def machine():
+    """Date, CPU, cores, GPUs and library versions of this run."""
+    from keras_damped._versions import library_versions
+
+    flags = cpu_flags()
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "cpu_bf16": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
+        "gpus": gpu_names(),
+        "versions": library_versions(),
+    }
+
+
+def machine_line(record):
+    gpus = ", ".join(record["gpus"]) or "no GPU"
+    v = record["versions"]
+    return (
+        f"{record['date']}, {record['cpu']} ({record['cores']} cores), {gpus}; "
+        f"TensorFlow {v['tensorflow']}, Keras {v['keras']}, Python {v['python']}"
+    )
+
+
+def synthetic_batch(batch_size, shape=(32, 32, 3), classes=10, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(batch_size, *shape)).astype("float32")
+    return x, rng.integers(0, classes, batch_size).astype("int32")
+
+
+def compile_for_training(model, jit_compile):
+    """The paper's optimizer and loss, as `keras-damped train` compiles them."""
+    import keras
+
+    from keras_damped import ReferenceSGD
+
+    model.compile(
+        ReferenceSGD(0.1, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def seconds(fn, repeats):
+    """Wall-clock seconds of each of `repeats` calls of `fn`."""
+    out = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - begin)
+    return out
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def markdown_table(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save(out, record, table, title):
+    """Writes `out`.json and `out`.md and prints the table."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = f"{title}\n\nMeasured {machine_line(record['machine'])}.\n\n{table}\n"
+    path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    path.with_suffix(".md").write_text(text)
+    print(text)
+    print(f"Wrote {path.with_suffix('.json')} and {path.with_suffix('.md')}")

@@ -1,0 +1,135 @@
+"""Where a training step's time goes: TensorFlow profiler, summed by op type.
+
+Traces `--steps` training steps of a model (after two warm-up steps) with
+`tf.profiler`, reads the trace back (the XPlane protobuf TensorFlow ships)
+and sums the time of the kernels by op type: TensorFlow ops in graph mode
+(`_MklNativeConv2DBackpropFilter`, `Mul`, ...) or XLA thunks with XLA
+(`convolution`, `transpose_copy_fusion`, ...). Kernels of the two inter-op
+threads may overlap, so the percentages are of summed kernel time. The
+trace stays in `--logdir` for `tensorboard --logdir` (profile plugin).
+
+    python benchmarks/profile_step.py --model in_resnet110 --precision mixed_bfloat16
+    python benchmarks/profile_step.py --model in_resnet110 --jit-compile on
+"""
+
+import collections
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import _common
+
+_OP = re.compile(r"^(?P<name>.*):(?P<type>[A-Za-z0-9_]+)$")
+
+
+def kernel_times(logdir, steps):
+    """{op type: (milliseconds per step, calls per step)} from a trace."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    path = next(Path(logdir).rglob("*.xplane.pb"))
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(path.read_bytes())
+    totals, calls = collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            graph_ops = line.name.startswith("tf_Compute")
+            xla_thunks = "Eigen" in line.name
+            if not (graph_ops or xla_thunks):
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if "::" in name:
+                    continue
+                if graph_ops:
+                    match = _OP.match(name)
+                    if not match:
+                        continue
+                    kind = match["type"]
+                else:
+                    kind = re.sub(r"\.\d+$", "", name)
+                totals[kind] += event.duration_ps / 1e9
+                calls[kind] += 1
+    return {k: (v / steps, calls[k] / steps) for k, v in totals.most_common()}
+
+
+def profile(model_name, precision, jit, batch_size, steps, logdir):
+    import keras
+    import tensorflow as tf
+
+    from keras_damped import create_model
+
+    keras.config.set_dtype_policy(precision)
+    try:
+        model = _common.compile_for_training(create_model(model_name), jit)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    x, y = _common.synthetic_batch(batch_size)
+    for _ in range(2):
+        model.train_on_batch(x, y)
+    step_s = _common.median(_common.seconds(lambda: model.train_on_batch(x, y), 3))
+    tf.profiler.experimental.start(logdir)
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    tf.profiler.experimental.stop()
+    return step_s, kernel_times(logdir, steps)
+
+
+def main():
+    p = _common.parser(__doc__.splitlines()[0], "profile")
+    p.add_argument("--model", default="in_resnet110")
+    p.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+    )
+    p.add_argument("--jit-compile", default="off", choices=("on", "off"))
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--top", type=int, default=12)
+    p.add_argument("--logdir", default=None, help="keep the trace here")
+    args = p.parse_args()
+    if args.quick:
+        args.model, args.steps = "in_resnet20", 1
+    _common.positive("steps", args.steps)
+    _common.start_tensorflow()
+    from keras_damped import list_models
+
+    if args.model not in list_models():
+        raise SystemExit(
+            f"Unknown model. Expected one of {list_models()}. "
+            f"Received: --model {args.model}"
+        )
+    jit = args.jit_compile == "on"
+    logdir = args.logdir or tempfile.mkdtemp(prefix="keras_damped_profile_")
+    step_s, times = profile(
+        args.model, args.precision, jit, args.batch_size, args.steps, logdir
+    )
+    if not args.logdir:
+        shutil.rmtree(logdir)
+    total = sum(ms for ms, _ in times.values())
+    rows = [
+        [kind, f"{ms:.1f}", f"{100 * ms / total:.1f}%", f"{n:g}"]
+        for kind, (ms, n) in list(times.items())[: args.top]
+    ]
+    record = {
+        "machine": _common.machine(),
+        "settings": {
+            "model": args.model,
+            "precision": args.precision,
+            "jit_compile": jit,
+            "batch_size": args.batch_size,
+        },
+        "step_ms": round(1000 * step_s, 1),
+        "kernel_ms_per_step": {k: round(ms, 2) for k, (ms, _) in times.items()},
+    }
+    title = (
+        f"Profile: {args.model} training step, batch {args.batch_size}, "
+        f"{args.precision}, {'XLA' if jit else 'graph mode'}: "
+        f"{1000 * step_s:.0f} ms/step, {total:.0f} ms of kernel time per step"
+    )
+    table = _common.markdown_table(["kernel", "ms/step", "share", "calls/step"], rows)
+    _common.save(args.out, record, table, title)
+
+
+if __name__ == "__main__":
+    main()
