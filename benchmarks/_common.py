@@ -125,6 +125,16 @@ def synthetic_batch(batch_size, shape=(32, 32, 3), classes=10, seed=0):
     return x, rng.integers(0, classes, batch_size).astype("int32")
 
 
+def plain_keras_resnet(depth):
+    """The tests' pre-activation ResNet written with Keras layers only."""
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from plain_resnet import plain_preact_resnet
+
+    return plain_preact_resnet(depth, 10, (32, 32, 3))
+
+
 def compile_for_training(model, jit_compile):
     """The paper's optimizer and loss, as `keras-damped train` compiles them."""
     import keras

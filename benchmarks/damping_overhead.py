@@ -8,7 +8,7 @@ that drifts in the machine's speed hit all three alike. The overhead of a
 damped model is the median over rounds of its round time divided by the plain
 model's in the same round. The target is <= 1.03.
 
-    python benchmarks/damping_overhead.py            # depths 20, 56, 110
+    python benchmarks/damping_overhead.py            # every preset depth
     python benchmarks/damping_overhead.py --quick    # depth 20, 3 rounds
 """
 
@@ -62,7 +62,9 @@ def measure_depth(depth, args, jit):
 
 def main():
     p = _common.parser(__doc__.splitlines()[0], "damping_overhead")
-    p.add_argument("--depths", default="20,56,110", help="comma-separated 6n+2")
+    p.add_argument(
+        "--depths", default="20,32,44,56,110,164", help="comma-separated 6n+2"
+    )
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps", type=int, default=3, help="training steps per round")
     p.add_argument(

@@ -23,6 +23,7 @@ from keras_damped.training import TrainingDivergedError
 from keras_damped.training import add_weight_decay
 from keras_damped.training import learning_rate_schedule
 from keras_damped.training import resolve_jit_compile
+from keras_damped.training import resolve_precision
 from keras_damped.training import train
 
 
@@ -271,6 +272,15 @@ def test_jit_auto_is_off_on_this_cpu():
     assert resolve_jit_compile("on") is True
 
 
+def test_precision_auto_is_bfloat16_exactly_on_cpus_with_bfloat16_units():
+    with open("/proc/cpuinfo") as f:
+        flags = next(line for line in f if line.startswith("flags")).split()
+    has_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert resolve_precision("auto") == ("mixed_bfloat16" if has_bf16 else "float32")
+    for setting in ("float32", "mixed_bfloat16", "mixed_float16"):
+        assert resolve_precision(setting) == setting
+
+
 @pytest.mark.parametrize(
     "overrides,error,match",
     [
@@ -307,15 +317,17 @@ def test_model_that_does_not_fit_the_dataset(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_mixed_precision_run(tmp_path):
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "auto"])
+def test_mixed_precision_run(tmp_path, precision):
     result = train(
-        small_config(
-            tmp_path / "bf16", precision="mixed_bfloat16", limit=128, test_limit=64
-        )
+        small_config(tmp_path / "run", precision=precision, limit=128, test_limit=64)
     )
-    assert result.model.get_layer("stage2_block2").compute_dtype == "bfloat16"
+    policy = resolve_precision(precision)
+    compute = "float32" if policy == "float32" else policy.split("_")[1]
+    assert result.model.get_layer("stage2_block2").compute_dtype == compute
     assert all(np.isfinite(v) for v in result.history["loss"])
     adds = damped_adds(result.model, trainable_only=True).values()
     assert adds and all(add.k.dtype == "float32" for add in adds)
-    record = json.loads((tmp_path / "bf16" / "config.json").read_text())
-    assert record["config"]["precision"] == "mixed_bfloat16"
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["config"]["precision"] == precision
+    assert record["resolved"]["precision"] == policy

@@ -60,7 +60,6 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 self.moving_mean * self.momentum + mean * (1.0 - self.momentum)
             )
             self.moving_variance.assign(
-                self.moving_variance * self.momentum
-                + variance * (1.0 - self.momentum)
+                self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
             )
         return ops.cast(outputs, self.compute_dtype)

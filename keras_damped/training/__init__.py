@@ -8,6 +8,7 @@ from keras_damped.training.loop import RunDirExistsError
 from keras_damped.training.loop import TrainingDivergedError
 from keras_damped.training.loop import TrainResult
 from keras_damped.training.loop import resolve_jit_compile
+from keras_damped.training.loop import resolve_precision
 from keras_damped.training.loop import train
 from keras_damped.training.schedules import add_weight_decay
 from keras_damped.training.schedules import learning_rate_schedule
@@ -23,5 +24,6 @@ __all__ = [
     "add_weight_decay",
     "learning_rate_schedule",
     "resolve_jit_compile",
+    "resolve_precision",
     "train",
 ]

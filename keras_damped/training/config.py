@@ -8,7 +8,7 @@ import os
 from keras_damped.data.pipeline import AUGMENTATIONS
 from keras_damped.training.schedules import SCHEDULES
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 JIT_CHOICES = ("auto", "on", "off")
 DISTRIBUTE_CHOICES = ("none", "mirrored", "multi_worker")
 # The reference protocol (PAPER.md section 4).

@@ -1,0 +1,149 @@
+"""Attack speed: images/s of our evaluation path vs CleverHans called eagerly.
+
+Both sides run the same CleverHans 4 functions on the same model and batch
+(random-weight model, CIFAR-shaped images, batch 128, L-infinity radius
+8/255, PGD-20 with step 2/255 and a random start, FGSM): "eager" calls
+`projected_gradient_descent` / `fast_gradient_method` directly with the
+Keras model, as CleverHans' tutorials do; "ours" is
+`keras_damped.robustness.make_attack`, which `keras-damped evaluate` uses
+(one traced TensorFlow graph per attack, logits via `logits_fn`), in graph
+mode and with XLA. The first call (tracing, compiling) is excluded; each
+number is the median of `--repeats` calls. Target: ours >= 1.5x eager for
+PGD-20.
+
+    python benchmarks/attack_speed.py
+    python benchmarks/attack_speed.py --quick
+"""
+
+import _common
+
+EPS = 8 / 255
+
+
+def eager_attack(name, model, steps):
+    import numpy as np
+    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+    from cleverhans.tf2.attacks.projected_gradient_descent import (
+        projected_gradient_descent,
+    )
+
+    from keras_damped.robustness.attacks import STEP_SIZE
+
+    def model_fn(x):
+        return model(x, training=False)
+
+    common = {"clip_min": 0.0, "clip_max": 1.0, "sanity_checks": False}
+    if name == "fgsm":
+        return lambda x, y: fast_gradient_method(
+            model_fn, x, EPS, np.inf, y=y, **common
+        )
+    return lambda x, y: projected_gradient_descent(
+        model_fn,
+        x,
+        EPS,
+        STEP_SIZE,
+        steps,
+        np.inf,
+        y=y,
+        rand_init=True,
+        rand_minmax=EPS,
+        **common,
+    )
+
+
+def our_attack(name, model, steps, jit):
+    from keras_damped.robustness.attacks import logits_fn
+    from keras_damped.robustness.attacks import make_attack
+
+    attack = make_attack(name, logits_fn(model), steps=steps, jit_compile=jit)
+    return lambda x, y: attack(x, y, EPS)
+
+
+def images_per_s(fn, x, y, repeats):
+    fn(x, y)
+    seconds = _common.median(_common.seconds(lambda: fn(x, y).numpy(), repeats))
+    return round(len(x) / seconds, 1)
+
+
+def main():
+    p = _common.parser(__doc__.splitlines()[0], "attack_speed")
+    p.add_argument("--model", default="in_resnet20")
+    p.add_argument("--steps", type=int, default=20, help="PGD iterations")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--attacks", default="pgd,fgsm")
+    args = p.parse_args()
+    if args.quick:
+        args.repeats = 2
+    for name in ("steps", "repeats", "batch_size"):
+        _common.positive(name, getattr(args, name))
+    attacks = args.attacks.split(",")
+    bad = [a for a in attacks if a not in ("pgd", "fgsm")]
+    if bad:
+        raise SystemExit(f"Unknown --attacks {bad}. Expected some of ['pgd', 'fgsm'].")
+    tf = _common.start_tensorflow()
+    import keras
+
+    from keras_damped import create_model
+    from keras_damped import list_models
+
+    if args.model not in list_models():
+        raise SystemExit(
+            f"Unknown model. Expected one of {list_models()}. "
+            f"Received: --model {args.model}"
+        )
+    keras.utils.set_random_seed(0)
+    model = create_model(args.model)
+    x, y = _common.synthetic_batch(args.batch_size)
+    x, y = tf.constant(x), tf.constant(y)
+    rows = []
+    for name in attacks:
+        label = f"PGD-{args.steps}" if name == "pgd" else "FGSM"
+        eager = images_per_s(eager_attack(name, model, args.steps), x, y, args.repeats)
+        row = {"attack": label, "eager_cleverhans": eager}
+        for jit in (False, True):
+            key = "ours_xla" if jit else "ours_graph"
+            fn = our_attack(name, model, args.steps, jit)
+            row[key] = images_per_s(fn, x, y, args.repeats)
+            row[f"{key}_speedup"] = round(row[key] / eager, 2)
+        print(row, flush=True)
+        rows.append(row)
+    record = {
+        "machine": _common.machine(),
+        "settings": {
+            "model": args.model,
+            "batch_size": args.batch_size,
+            "eps": "8/255",
+            "repeats": args.repeats,
+        },
+        "rows": rows,
+    }
+    table = _common.markdown_table(
+        [
+            "attack",
+            "eager CleverHans img/s",
+            "ours (graph) img/s",
+            "speed-up",
+            "ours (XLA) img/s",
+            "speed-up",
+        ],
+        [
+            [
+                r["attack"],
+                r["eager_cleverhans"],
+                r["ours_graph"],
+                f"{r['ours_graph_speedup']}x",
+                r["ours_xla"],
+                f"{r['ours_xla_speedup']}x",
+            ]
+            for r in rows
+        ],
+    )
+    title = (
+        f"Attack speed: {args.model}, batch {args.batch_size}, eps 8/255, "
+        f"median of {args.repeats} calls after one warm-up call"
+    )
+    _common.save(args.out, record, table, title)
+
+
+if __name__ == "__main__":
+    main()
