@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: test demo models lint data clean
+.PHONY: test demo bench models lint data clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,16 @@ demo: $(STAMP) data
 	echo "Demo finished in $$(( $$(date +%s) - start )) s."; \
 	echo "Open the logs:  tensorboard --logdir runs/demo"; \
 	echo "Report:         runs/demo/eval/report.md, plots in runs/demo/eval/plots/"
+
+# The CPU benchmarks with their default settings, one after the other
+# (about 40 minutes on 2 cores); results in benchmarks/results/*.{json,md}.
+BENCHMARKS := throughput speedups damping_overhead attack_speed precision_check
+
+bench: $(STAMP) data
+	@for b in $(BENCHMARKS); do \
+		echo "== $$b"; \
+		$(BIN)/python benchmarks/$$b.py || exit 1; \
+	done
 
 models: $(STAMP)
 	$(BIN)/keras-damped models

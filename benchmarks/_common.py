@@ -159,6 +159,29 @@ def seconds(fn, repeats):
     return out
 
 
+def interleaved(steps_by_name, rounds, steps):
+    """Mean seconds per step of each function in each of `rounds` rounds.
+
+    Each round runs `steps` calls of every function, in an order that
+    rotates from round to round, so drifts in the machine's speed hit all
+    of them alike; compare them by the median of per-round ratios.
+    """
+    names = list(steps_by_name)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            per_step = seconds(steps_by_name[name], steps)
+            times[name].append(sum(per_step) / steps)
+    return times
+
+
+def ratio(times, top, bottom):
+    """Median and range over rounds of `times[top] / times[bottom]`."""
+    ratios = [a / b for a, b in zip(times[top], times[bottom])]
+    return round(median(ratios), 3), [round(min(ratios), 3), round(max(ratios), 3)]
+
+
 def median(values):
     return statistics.median(values)
 

@@ -37,26 +37,24 @@ def measure_depth(depth, args, jit):
     for model in models.values():
         for _ in range(2):  # compiles, then one step at speed
             model.train_on_batch(x, y)
+    rounds = _common.interleaved(
+        {
+            name: (lambda m=model: m.train_on_batch(x, y))
+            for name, model in models.items()
+        },
+        args.rounds,
+        args.steps,
+    )
     names = list(models)
-    rounds = {name: [] for name in names}
-    for r in range(args.rounds):
-        order = names[r % 3 :] + names[: r % 3]
-        for name in order:
-            model = models[name]
-            times = _common.seconds(lambda m=model: m.train_on_batch(x, y), args.steps)
-            rounds[name].append(sum(times) / args.steps)
-    plain = names[0]
     row = {
         "depth": depth,
         "step_ms": {n: round(1000 * _common.median(t), 1) for n, t in rounds.items()},
     }
     for name in names[1:]:
-        ratios = [d / p for d, p in zip(rounds[name], rounds[plain])]
-        row[f"{name.split('resnet')[0]}ratio"] = round(_common.median(ratios), 3)
-        row[f"{name.split('resnet')[0]}ratio_range"] = [
-            round(min(ratios), 3),
-            round(max(ratios), 3),
-        ]
+        prefix = name.split("resnet")[0]
+        row[f"{prefix}ratio"], row[f"{prefix}ratio_range"] = _common.ratio(
+            rounds, name, names[0]
+        )
     return row
 
 

@@ -1,7 +1,8 @@
-"""Where a training step's time goes: TensorFlow profiler, summed by op type.
+"""Where a step's time goes: TensorFlow profiler, summed by op type.
 
-Traces `--steps` training steps of a model (after two warm-up steps) with
-`tf.profiler`, reads the trace back (the XPlane protobuf TensorFlow ships)
+Traces `--steps` training steps of a model, or one PGD attack call of
+`--steps` iterations (`--what pgd` / `pgd_eager`), after two warm-up calls,
+with `tf.profiler`, reads the trace back (the XPlane protobuf TensorFlow ships)
 and sums the time of the kernels by op type: TensorFlow ops in graph mode
 (`_MklNativeConv2DBackpropFilter`, `Mul`, ...) or XLA thunks with XLA
 (`convolution`, `transpose_copy_fusion`, ...). Kernels of the two inter-op
@@ -10,6 +11,7 @@ trace stays in `--logdir` for `tensorboard --logdir` (profile plugin).
 
     python benchmarks/profile_step.py --model in_resnet110 --precision mixed_bfloat16
     python benchmarks/profile_step.py --model in_resnet110 --jit-compile on
+    python benchmarks/profile_step.py --what pgd --model in_resnet20 --steps 20
 """
 
 import collections
@@ -53,7 +55,10 @@ def kernel_times(logdir, steps):
     return {k: (v / steps, calls[k] / steps) for k, v in totals.most_common()}
 
 
-def profile(model_name, precision, jit, batch_size, steps, logdir):
+def profile(what, model_name, precision, jit, batch_size, steps, logdir):
+    """Seconds per step and kernel times per step of a training step or of
+    one PGD iteration (`what="pgd"`: our attack path, `"pgd_eager"`:
+    CleverHans called eagerly; one attack call of `steps` iterations)."""
     import keras
     import tensorflow as tf
 
@@ -65,18 +70,44 @@ def profile(model_name, precision, jit, batch_size, steps, logdir):
     finally:
         keras.config.set_dtype_policy("float32")
     x, y = _common.synthetic_batch(batch_size)
+    if what == "train":
+        calls, per_call = steps, 1
+
+        def step():
+            model.train_on_batch(x, y)
+    else:
+        from attack_speed import eager_attack
+        from attack_speed import our_attack
+
+        attack = (
+            eager_attack("pgd", model, steps)
+            if what == "pgd_eager"
+            else our_attack("pgd", model, steps, jit)
+        )
+        x, y = tf.constant(x), tf.constant(y)
+        calls, per_call = 1, steps
+
+        def step():
+            attack(x, y).numpy()
+
     for _ in range(2):
-        model.train_on_batch(x, y)
-    step_s = _common.median(_common.seconds(lambda: model.train_on_batch(x, y), 3))
+        step()
+    step_s = _common.median(_common.seconds(step, 3)) / per_call
     tf.profiler.experimental.start(logdir)
-    for _ in range(steps):
-        model.train_on_batch(x, y)
+    for _ in range(calls):
+        step()
     tf.profiler.experimental.stop()
-    return step_s, kernel_times(logdir, steps)
+    return step_s, kernel_times(logdir, calls * per_call)
 
 
 def main():
     p = _common.parser(__doc__.splitlines()[0], "profile")
+    p.add_argument(
+        "--what",
+        default="train",
+        choices=("train", "pgd", "pgd_eager"),
+        help="a training step, or one iteration of PGD (ours or eager CleverHans)",
+    )
     p.add_argument("--model", default="in_resnet110")
     p.add_argument(
         "--precision",
@@ -102,7 +133,7 @@ def main():
     jit = args.jit_compile == "on"
     logdir = args.logdir or tempfile.mkdtemp(prefix="keras_damped_profile_")
     step_s, times = profile(
-        args.model, args.precision, jit, args.batch_size, args.steps, logdir
+        args.what, args.model, args.precision, jit, args.batch_size, args.steps, logdir
     )
     if not args.logdir:
         shutil.rmtree(logdir)
@@ -114,6 +145,7 @@ def main():
     record = {
         "machine": _common.machine(),
         "settings": {
+            "what": args.what,
             "model": args.model,
             "precision": args.precision,
             "jit_compile": jit,
@@ -122,9 +154,15 @@ def main():
         "step_ms": round(1000 * step_s, 1),
         "kernel_ms_per_step": {k: round(ms, 2) for k, (ms, _) in times.items()},
     }
+    step_name = {
+        "train": "training step",
+        "pgd": "PGD iteration (ours)",
+        "pgd_eager": "PGD iteration (eager CleverHans)",
+    }[args.what]
+    mode = "eager" if args.what == "pgd_eager" else "XLA" if jit else "graph mode"
     title = (
-        f"Profile: {args.model} training step, batch {args.batch_size}, "
-        f"{args.precision}, {'XLA' if jit else 'graph mode'}: "
+        f"Profile: {args.model} {step_name}, batch {args.batch_size}, "
+        f"{args.precision}, {mode}: "
         f"{1000 * step_s:.0f} ms/step, {total:.0f} ms of kernel time per step"
     )
     table = _common.markdown_table(["kernel", "ms/step", "share", "calls/step"], rows)

@@ -1,0 +1,135 @@
+"""Smoke tests: every benchmark script runs end to end in its quickest mode.
+
+They check that the scripts work and write complete results, never how
+fast anything is (speed is only compared within one benchmark run).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_benchmark(script, tmp_path, *extra):
+    out = tmp_path / script
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--out", str(out)]
+        + list(extra),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="1"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(out.with_suffix(".json").read_text())
+    table = out.with_suffix(".md").read_text()
+    machine = record["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"]
+    assert machine["versions"]["tensorflow"] and machine["versions"]["keras"]
+    assert machine["date"] in table and "|---|" in table
+    return record, table
+
+
+def positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.slow
+def test_throughput_quick(tmp_path):
+    record, table = run_benchmark("throughput", tmp_path, "--batch-size", "8")
+    rows = record["rows"]
+    assert {(r["model"], r["precision"], r["jit_compile"]) for r in rows} == {
+        ("resnet20", "float32", False),
+        ("in_resnet20", "float32", False),
+        ("in_resnet20", "mixed_bfloat16", False),
+        ("in_resnet20", "float32", True),
+    }
+    for row in rows:
+        assert row["batch_size"] == 8 and row["train_steps_timed"] >= 2
+        assert positive(row["train_images_per_s"])
+        assert positive(row["inference_images_per_s"])
+        assert f"| {row['model']} | {row['precision']} |" in table
+    assert rows[0]["parameters"] == 272_378  # resnet20, CIFAR-shaped
+
+
+@pytest.mark.slow
+def test_throughput_rejects_unknown_models_before_any_work(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "throughput.py"), "--models", "resnet21"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "['resnet21']" in result.stderr and "in_resnet20" in result.stderr
+
+
+@pytest.mark.slow
+def test_damping_overhead_quick(tmp_path):
+    record, _ = run_benchmark(
+        "damping_overhead", tmp_path, "--batch-size", "8", "--size", "8"
+    )
+    (row,) = record["rows"]
+    assert row["depth"] == 20
+    assert set(row["step_ms"]) == {"resnet20", "in_resnet20", "lambda_in_resnet20"}
+    assert all(positive(v) for v in row["step_ms"].values())
+    for prefix in ("in_", "lambda_in_"):
+        low, high = row[f"{prefix}ratio_range"]
+        assert positive(low) and low <= row[f"{prefix}ratio"] <= high
+
+
+@pytest.mark.slow
+def test_attack_speed_quick(tmp_path):
+    record, _ = run_benchmark(
+        "attack_speed", tmp_path, "--batch-size", "8", "--steps", "2"
+    )
+    assert [r["attack"] for r in record["rows"]] == ["PGD-2", "FGSM"]
+    for row in record["rows"]:
+        for key in ("eager_cleverhans", "ours_graph", "ours_xla"):
+            assert positive(row[key])
+        assert row["ours_graph_speedup"] == round(
+            row["ours_graph"] / row["eager_cleverhans"], 2
+        )
+
+
+@pytest.mark.slow
+def test_precision_check_quick(tmp_path):
+    record, _ = run_benchmark("precision_check", tmp_path)
+    reference, bf16 = record["rows"]
+    assert reference["precision"] == "float32"
+    assert reference["accuracy_minus_float32"] == 0
+    assert bf16["precision"] == "mixed_bfloat16"
+    for row in record["rows"]:
+        assert 0 <= row["test_accuracy"] <= 100 and positive(row["seconds"])
+
+
+@pytest.mark.slow
+def test_profile_step_quick(tmp_path):
+    record, table = run_benchmark("profile_step", tmp_path, "--batch-size", "8")
+    kernels = record["kernel_ms_per_step"]
+    # A training step of a CNN runs convolutions forward and backward.
+    assert any("Conv2D" in k for k in kernels)
+    assert any("Conv2DBackprop" in k for k in kernels)
+    assert all(v >= 0 for v in kernels.values()) and positive(record["step_ms"])
+
+
+@pytest.mark.slow
+def test_speedups_quick(tmp_path):
+    record, _ = run_benchmark("speedups", tmp_path, "--batch-size", "8")
+    pairs = {r["pair"]: r for r in record["rows"]}
+    assert len(pairs) == 3
+    library = pairs["library vs plain Keras, float32"]
+    assert (library["first"], library["second"]) == (
+        "in_resnet20 float32",
+        "keras_resnet20 float32",
+    )
+    for row in pairs.values():
+        low, high = row["speedup_range"]
+        assert positive(low) and low <= row["speedup"] <= high
+        assert positive(row["first_images_per_s"])
