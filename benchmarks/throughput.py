@@ -43,9 +43,7 @@ def cpu_plan():
     plan = [(m, p, False, None) for m in RESNETS for p in PRECISIONS[:2]]
     plan += [
         ("keras_resnet110", "float32", False, None),
-        ("keras_resnet110", "mixed_bfloat16", False, None),
         ("resnet20", "mixed_float16", False, None),
-        ("resnet20", "float32", True, None),
         ("in_resnet110", "float32", True, None),
         (RESNEXT, "float32", False, 8),
     ]
@@ -201,7 +199,7 @@ def main():
         "--precisions", default=None, help=f"comma-separated of {PRECISIONS}"
     )
     p.add_argument("--jit", default=None, help="comma-separated of on, off")
-    p.add_argument("--steps", type=int, default=8, help="most timed steps per row")
+    p.add_argument("--steps", type=int, default=6, help="most timed steps per row")
     p.add_argument(
         "--seconds",
         type=float,
