@@ -73,17 +73,6 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def gpu_names():
     import tensorflow as tf
 
@@ -96,6 +85,7 @@ def gpu_names():
 def machine():
     """Date, CPU, cores, GPUs and library versions of this run."""
     from keras_damped._versions import library_versions
+    from keras_damped.training.loop import cpu_flags
 
     flags = cpu_flags()
     return {

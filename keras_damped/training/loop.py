@@ -58,9 +58,9 @@ def resolve_jit_compile(setting):
     """`auto` compiles with XLA on GPUs and TPUs only.
 
     On CPU, TensorFlow's graph mode with oneDNN kernels trains the ResNets
-    1.7-1.9x faster than XLA's CPU backend, whose convolution gradients are
-    slower and spend half their time in layout transposes
-    (benchmarks/throughput.py and profile_step.py measure it).
+    about 1.8x faster than XLA's CPU backend, whose step spends half of its
+    traced kernel time in layout transposes (benchmarks/speedups.py and
+    benchmarks/profile_step.py measure it).
     """
     if setting == "on":
         return True
@@ -71,7 +71,8 @@ def resolve_jit_compile(setting):
     )
 
 
-def _cpu_flags():
+def cpu_flags():
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -90,8 +91,9 @@ def resolve_precision(setting):
     where the CPU has bfloat16 instructions oneDNN uses (AVX512_BF16 or
     AMX-BF16), float32 elsewhere; float16 has no fast CPU path (on the
     2-core EPYC of benchmarks/ it trains 6x slower than float32, while
-    mixed_bfloat16 trains in_resnet110 1.6x faster with Fashion-MNIST
-    accuracy within a point of float32: benchmarks/precision_check.py).
+    mixed_bfloat16 trains in_resnet110 1.5x faster and in_resnet20 on
+    Fashion-MNIST 1.7x faster, 0.5 points of test accuracy from float32:
+    benchmarks/speedups.py, benchmarks/precision_check.py).
     """
     if setting != "auto":
         return setting
@@ -104,7 +106,7 @@ def resolve_precision(setting):
         return "mixed_float16" if major == 7 else "float32"
     if tf.config.list_logical_devices("TPU"):
         return "mixed_bfloat16"
-    if _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+    if cpu_flags() & {"avx512_bf16", "amx_bf16"}:
         return "mixed_bfloat16"
     return "float32"
 
