@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from keras_damped.layers.batch_norm import FusedBatchNormalization
 from keras_damped.layers.damped_add import DampedAdd
 from keras_damped.layers.damped_add import check_fixed_value
 
@@ -101,7 +100,7 @@ class _PreActivationBlock(keras.layers.Layer):
         raise NotImplementedError
 
     def _bn(self, name):
-        return FusedBatchNormalization(
+        return keras.layers.BatchNormalization(
             momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name=name
         )
 

@@ -4,7 +4,6 @@ import math
 
 import keras
 
-from keras_damped.layers.batch_norm import FusedBatchNormalization
 from keras_damped.layers.blocks import conv_initializer
 from keras_damped.layers.blocks import damping_to_add_kwargs
 
@@ -140,7 +139,7 @@ def build_classifier(
                 f"stage{stage}_block{index}",
             )
             x = block(x)
-    x = FusedBatchNormalization(momentum=0.9, epsilon=1e-5, name="head_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="head_bn")(x)
     x = keras.layers.Activation("relu", name="head_relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = keras.layers.Dense(
