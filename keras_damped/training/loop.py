@@ -58,7 +58,7 @@ def resolve_jit_compile(setting):
     """`auto` compiles with XLA on GPUs and TPUs only.
 
     On CPU, TensorFlow's graph mode with oneDNN kernels trains the ResNets
-    about 1.8x faster than XLA's CPU backend, whose step spends half of its
+    about 1.35x faster than XLA's CPU backend, whose step spends half of its
     traced kernel time in layout transposes (benchmarks/speedups.py and
     benchmarks/profile_step.py measure it).
     """
@@ -91,7 +91,7 @@ def resolve_precision(setting):
     where the CPU has bfloat16 instructions oneDNN uses (AVX512_BF16 or
     AMX-BF16), float32 elsewhere; float16 has no fast CPU path (on the
     2-core EPYC of benchmarks/ it trains 6x slower than float32, while
-    mixed_bfloat16 trains in_resnet110 1.5x faster and in_resnet20 on
+    mixed_bfloat16 trains in_resnet110 1.24x faster and in_resnet20 on
     Fashion-MNIST 1.7x faster, 0.5 points of test accuracy from float32:
     benchmarks/speedups.py, benchmarks/precision_check.py).
     """
