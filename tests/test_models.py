@@ -46,9 +46,7 @@ def outputs_and_input_gradients(model, x, probe):
 
 @pytest.mark.parametrize("value,drop", [(0.0, False), (1.0, True)])
 def test_fixed_lambda_equals_plain_keras_network(value, drop, rng):
-    # float64: TensorFlow's fused batch-norm kernel has no float64 version, so
-    # both networks run Keras' batch normalization and may differ only by
-    # float64 rounding (FusedBatchNormalization is checked in test_batch_norm).
+    # float64, so that the two networks may differ only by float64 rounding.
     keras.config.set_dtype_policy("float64")
     damped = DampedResNet(20, damping=value, input_shape=(16, 16, 3))
     plain = plain_preact_resnet(20, 10, (16, 16, 3), drop_damped_shortcuts=drop)
