@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,30 @@ def parser(description, name):
     return p
 
 
+ROW_MARK = "ROW "
+
+
+def print_row(row):
+    """Prints one measured row for `in_fresh_process` to read back."""
+    print(ROW_MARK + json.dumps(row), flush=True)
+
+
+def in_fresh_process(script, argv):
+    """Runs `script argv` in a new Python process; returns the rows it printed.
+
+    Many models trained one after another in one process slow down (plain
+    Keras ResNet-110 fell from 91 to 67 images/s after 18 other models
+    here), so the benchmarks measure each model or group of models from a
+    clean TensorFlow runtime.
+    """
+    command = [sys.executable, str(script), *argv]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith(ROW_MARK)]
+    return [json.loads(line[len(ROW_MARK) :]) for line in lines]
+
+
 def positive(name, value):
     if value < 1:
         raise SystemExit(f"{name} must be >= 1. Received: {name}={value}")
@@ -82,10 +107,21 @@ def gpu_names():
     ]
 
 
+def cpu_flags():
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def machine():
     """Date, CPU, cores, GPUs and library versions of this run."""
     from keras_damped._versions import library_versions
-    from keras_damped.training.loop import cpu_flags
 
     flags = cpu_flags()
     return {

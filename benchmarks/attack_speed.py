@@ -7,9 +7,11 @@ Both sides run the same CleverHans 4 functions on the same model and batch
 Keras model, as CleverHans' tutorials do; "ours" is
 `keras_damped.robustness.make_attack`, which `keras-damped evaluate` uses
 (one traced TensorFlow graph per attack, logits via `logits_fn`), in graph
-mode and with XLA. The first call (tracing, compiling) is excluded; each
-number is the median of `--repeats` calls. Target: ours >= 1.5x eager for
-PGD-20.
+mode and with XLA. The first call (tracing, compiling) is excluded; the
+three run interleaved, one call each per round for `--repeats` rounds in a
+rotating order; images/s come from the median call and each speed-up is
+the median of the per-round ratios (range in brackets). Target: ours
+>= 1.5x eager for PGD-20.
 
     python benchmarks/attack_speed.py
     python benchmarks/attack_speed.py --quick
@@ -59,17 +61,27 @@ def our_attack(name, model, steps, jit):
     return lambda x, y: attack(x, y, EPS)
 
 
-def images_per_s(fn, x, y, repeats):
-    fn(x, y)
-    seconds = _common.median(_common.seconds(lambda: fn(x, y).numpy(), repeats))
-    return round(len(x) / seconds, 1)
+def measure(fns, x, y, repeats):
+    """Interleaved rounds of one call of each attack in `fns` (after a warm-up)."""
+    for fn in fns.values():
+        fn(x, y)
+    return _common.interleaved(
+        {key: (lambda fn=fn: fn(x, y).numpy()) for key, fn in fns.items()},
+        repeats,
+        1,
+    )
+
+
+def speedup_cell(row, key):
+    low, high = row[f"{key}_speedup_range"]
+    return f"{row[f'{key}_speedup']}x ({low}-{high})"
 
 
 def main():
     p = _common.parser(__doc__.splitlines()[0], "attack_speed")
     p.add_argument("--model", default="in_resnet20")
     p.add_argument("--steps", type=int, default=20, help="PGD iterations")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--attacks", default="pgd,fgsm")
     args = p.parse_args()
     if args.quick:
@@ -98,13 +110,19 @@ def main():
     rows = []
     for name in attacks:
         label = f"PGD-{args.steps}" if name == "pgd" else "FGSM"
-        eager = images_per_s(eager_attack(name, model, args.steps), x, y, args.repeats)
-        row = {"attack": label, "eager_cleverhans": eager}
-        for jit in (False, True):
-            key = "ours_xla" if jit else "ours_graph"
-            fn = our_attack(name, model, args.steps, jit)
-            row[key] = images_per_s(fn, x, y, args.repeats)
-            row[f"{key}_speedup"] = round(row[key] / eager, 2)
+        fns = {
+            "eager_cleverhans": eager_attack(name, model, args.steps),
+            "ours_graph": our_attack(name, model, args.steps, False),
+            "ours_xla": our_attack(name, model, args.steps, True),
+        }
+        times = measure(fns, x, y, args.repeats)
+        row = {"attack": label}
+        for key, per_call in times.items():
+            row[key] = round(len(x) / _common.median(per_call), 1)
+        for key in ("ours_graph", "ours_xla"):
+            # speed-up = eager seconds / ours seconds, per round
+            speedup, spread = _common.ratio(times, "eager_cleverhans", key)
+            row[f"{key}_speedup"], row[f"{key}_speedup_range"] = speedup, spread
         print(row, flush=True)
         rows.append(row)
     record = {
@@ -131,16 +149,17 @@ def main():
                 r["attack"],
                 r["eager_cleverhans"],
                 r["ours_graph"],
-                f"{r['ours_graph_speedup']}x",
+                speedup_cell(r, "ours_graph"),
                 r["ours_xla"],
-                f"{r['ours_xla_speedup']}x",
+                speedup_cell(r, "ours_xla"),
             ]
             for r in rows
         ],
     )
     title = (
         f"Attack speed: {args.model}, batch {args.batch_size}, eps 8/255, "
-        f"median of {args.repeats} calls after one warm-up call"
+        f"{args.repeats} interleaved rounds after one warm-up call; speed-up = "
+        "median of per-round ratios (min-max in brackets)"
     )
     _common.save(args.out, record, table, title)
 

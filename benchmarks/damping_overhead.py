@@ -6,7 +6,8 @@ three are compiled and warmed up, then timed in interleaved rounds (each
 round runs `--steps` training steps of every model, in a rotating order), so
 that drifts in the machine's speed hit all three alike. The overhead of a
 damped model is the median over rounds of its round time divided by the plain
-model's in the same round. The target is <= 1.03.
+model's in the same round. The target is <= 1.03. Each depth is measured in
+a fresh process.
 
     python benchmarks/damping_overhead.py            # every preset depth
     python benchmarks/damping_overhead.py --quick    # depth 20, 3 rounds
@@ -63,8 +64,8 @@ def main():
     p.add_argument(
         "--depths", default="20,32,44,56,110,164", help="comma-separated 6n+2"
     )
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--steps", type=int, default=3, help="training steps per round")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--steps", type=int, default=2, help="training steps per round")
     p.add_argument(
         "--precision",
         default="float32",
@@ -72,6 +73,12 @@ def main():
     )
     p.add_argument("--jit-compile", default="off", choices=("on", "off"))
     p.add_argument("--size", type=int, default=32, help="image height and width")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure the depths in this process and print them as JSON "
+        "(what each depth's fresh process runs)",
+    )
     args = p.parse_args()
     if args.quick:
         args.depths, args.rounds, args.steps = "20", 3, 2
@@ -87,7 +94,23 @@ def main():
         _common.positive(name, getattr(args, name))
     _common.start_tensorflow()
     jit = args.jit_compile == "on"
-    rows = [measure_depth(d, args, jit) for d in depths]
+    if args.in_process:
+        for depth in depths:
+            _common.print_row(measure_depth(depth, args, jit))
+        return
+    rows = []
+    for depth in depths:
+        argv = ["--in-process", "--depths", str(depth)]
+        argv += ["--jit-compile", args.jit_compile]
+        for name in ("rounds", "steps", "precision", "batch_size", "size"):
+            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+        (row,) = _common.in_fresh_process(__file__, argv)
+        print(
+            f"depth {depth}: in_ {row['in_ratio']}, "
+            f"lambda_in_ {row['lambda_in_ratio']}",
+            flush=True,
+        )
+        rows.append(row)
     record = {
         "machine": _common.machine(),
         "settings": {

@@ -1,12 +1,14 @@
 """Speed-ups the targets are about, each measured as an interleaved pair.
 
-Each pair builds two training setups in one process, warms both up and
+Each group builds its training setups in one process, warms them up and
 times them in alternating rounds (as damping_overhead.py does), then
-reports the median over rounds of the training-step speed-up (images/s of
-the first over the second) with its range:
+reports for each pair the median over rounds of the training-step speed-up
+(images/s of the first over the second) with its range:
 
 - `in_resnet110` float32 vs a plain pre-activation ResNet-110 written with
-  Keras layers only (tests/plain_resnet.py): target >= 1;
+  Keras layers only (tests/plain_resnet.py): target >= 1; and, in the same
+  rounds, the library's undamped `resnet110` vs the same plain network,
+  which separates the library's cost from the damping's;
 - `in_resnet110` mixed_bfloat16 vs float32: target >= 1.5 (aim 2);
 - `in_resnet110` float32 with XLA vs graph mode: decides `--jit-compile auto`.
 
@@ -16,18 +18,21 @@ the first over the second) with its range:
 
 import _common
 
-PAIRS = (
+IN_F32 = ("in", "float32", False)
+# (pairs as (title, first, second) indices into setups, setups)
+GROUPS = (
     (
-        "library vs plain Keras, float32",
-        ("in", "float32", False),
-        ("keras", "float32", False),
+        (
+            ("library vs plain Keras, float32", 0, 2),
+            ("undamped library vs plain Keras, float32", 1, 2),
+        ),
+        (IN_F32, ("plain", "float32", False), ("keras", "float32", False)),
     ),
     (
-        "mixed_bfloat16 vs float32",
-        ("in", "mixed_bfloat16", False),
-        ("in", "float32", False),
+        (("mixed_bfloat16 vs float32", 0, 1),),
+        (("in", "mixed_bfloat16", False), IN_F32),
     ),
-    ("XLA vs graph mode, float32", ("in", "float32", True), ("in", "float32", False)),
+    ((("XLA vs graph mode, float32", 0, 1),), (("in", "float32", True), IN_F32)),
 )
 
 
@@ -42,15 +47,15 @@ def build(kind, precision, jit, depth):
         if kind == "keras":
             model = _common.plain_keras_resnet(depth)
         else:
-            model = create_model(f"in_resnet{depth}")
+            model = create_model(f"{'in_' if kind == 'in' else ''}resnet{depth}")
     finally:
         keras.config.set_dtype_policy("float32")
     return _common.compile_for_training(model, jit)
 
 
 def label(kind, precision, jit, depth):
-    name = f"keras_resnet{depth}" if kind == "keras" else f"in_resnet{depth}"
-    return f"{name} {precision}{' XLA' if jit else ''}"
+    prefix = {"keras": "keras_", "in": "in_", "plain": ""}[kind]
+    return f"{prefix}resnet{depth} {precision}{' XLA' if jit else ''}"
 
 
 def main():
@@ -70,10 +75,9 @@ def main():
 
     x, y = _common.synthetic_batch(args.batch_size)
     rows = []
-    for title, first, second in PAIRS:
+    for pairs, setups in GROUPS:
         models = {
-            label(*setup, args.depth): build(*setup, args.depth)
-            for setup in (first, second)
+            label(*setup, args.depth): build(*setup, args.depth) for setup in setups
         }
         for model in models.values():
             for _ in range(2):
@@ -83,25 +87,27 @@ def main():
             args.rounds,
             args.steps,
         )
-        first_name, second_name = models
-        # Images/s of the first over the second = step time of the second
-        # over the first.
-        speedup, (low, high) = _common.ratio(times, second_name, first_name)
-        row = {
-            "pair": title,
-            "first": first_name,
-            "second": second_name,
-            "first_images_per_s": round(
-                args.batch_size / _common.median(times[first_name]), 1
-            ),
-            "second_images_per_s": round(
-                args.batch_size / _common.median(times[second_name]), 1
-            ),
-            "speedup": speedup,
-            "speedup_range": [low, high],
-        }
-        print(row, flush=True)
-        rows.append(row)
+        names = list(models)
+        for title, first, second in pairs:
+            first_name, second_name = names[first], names[second]
+            # Images/s of the first over the second = step time of the second
+            # over the first.
+            speedup, (low, high) = _common.ratio(times, second_name, first_name)
+            row = {
+                "pair": title,
+                "first": first_name,
+                "second": second_name,
+                "first_images_per_s": round(
+                    args.batch_size / _common.median(times[first_name]), 1
+                ),
+                "second_images_per_s": round(
+                    args.batch_size / _common.median(times[second_name]), 1
+                ),
+                "speedup": speedup,
+                "speedup_range": [low, high],
+            }
+            print(row, flush=True)
+            rows.append(row)
         del models
         keras.backend.clear_session()
     record = {

@@ -4,9 +4,11 @@ Each row builds a model for CIFAR-shaped input (32x32x3, 10 classes),
 compiles it as `keras-damped train` does (paper SGD, cross-entropy) in one
 precision, with or without XLA, and times training steps
 (`train_on_batch`) and inference steps (`predict_on_batch`) on one
-synthetic batch, each row in a fresh process. Two warm-up calls (the first
-compiles) are excluded; a row reports the median of at least two and at
-most `--steps` timed steps, stopping once `--seconds` have been spent.
+synthetic batch, the rows of each model in a fresh process (many models
+trained one after another in one process slow down). Two warm-up calls
+(the first compiles) are excluded; a row reports the median of at least
+two and at most `--steps` timed steps, stopping once `--seconds` have been
+spent.
 `keras_resnet<depth>` is a plain pre-activation ResNet written with Keras
 layers only (tests/plain_resnet.py). Rows are single measurements, for
 orders of magnitude; the ratios the targets are about are measured
@@ -15,7 +17,7 @@ interleaved by speedups.py.
 The default plan depends on the machine: with a GPU every model in every
 precision with and without XLA; on a CPU the ResNets in float32 and
 mixed_bfloat16, graph mode, plus float16, XLA and ResNeXt-29 (float32,
-batch 8: ~16 s per batch-8 training step here) rows that fit in 10 minutes.
+batch 4: ~8 s per batch-4 training step here) rows that fit in 10 minutes.
 
     python benchmarks/throughput.py
     python benchmarks/throughput.py --quick
@@ -23,9 +25,6 @@ batch 8: ~16 s per batch-8 training step here) rows that fit in 10 minutes.
 """
 
 import itertools
-import json
-import subprocess
-import sys
 import time
 
 import _common
@@ -40,12 +39,16 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def cpu_plan():
-    plan = [(m, p, False, None) for m in RESNETS for p in PRECISIONS[:2]]
+    plan = []
+    for model in RESNETS:
+        plan += [(model, p, False, None) for p in PRECISIONS[:2]]
+        if model == "resnet20":
+            plan.append((model, "mixed_float16", False, None))
+        if model == "in_resnet110":
+            plan.append((model, "float32", True, None))
     plan += [
         ("keras_resnet110", "float32", False, None),
-        ("resnet20", "mixed_float16", False, None),
-        ("in_resnet110", "float32", True, None),
-        (RESNEXT, "float32", False, 8),
+        (RESNEXT, "float32", False, 4),
     ]
     return plan
 
@@ -58,7 +61,6 @@ def gpu_plan():
     ]
 
 
-ROW_MARK = "ROW "
 QUICK_PLAN = [
     ("resnet20", "float32", False, None),
     ("in_resnet20", "float32", False, None),
@@ -120,37 +122,23 @@ def measure(name, precision, jit, batch_size, args):
     return row
 
 
-def in_fresh_process(row, args):
-    """Measures one row in a new Python process.
-
-    Many models trained one after another in one process slow down (plain
-    Keras ResNet-110 fell from 91 to 67 images/s after 18 other rows here),
-    so each row starts from a clean TensorFlow runtime.
-    """
-    model, precision, jit, batch = row
-    command = [
-        sys.executable,
-        __file__,
-        "--row",
-        f"{model}:{precision}:{'on' if jit else 'off'}:{batch or args.batch_size}",
-        "--steps",
-        str(args.steps),
-        "--seconds",
-        str(args.seconds),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    lines = [ln for ln in result.stdout.splitlines() if ln.startswith(ROW_MARK)]
-    row = json.loads(lines[-1][len(ROW_MARK) :])
-    print(
-        f"{model:22s} {precision:15s} {'XLA' if jit else 'graph':5s} "
-        f"batch {row['batch_size']:3d}: "
-        f"train {row['train_images_per_s']:8.1f} img/s, "
-        f"inference {row['inference_images_per_s']:8.1f} img/s",
-        flush=True,
-    )
-    return row
+def in_fresh_process(rows, args):
+    """Measures a few rows (one model's) in a new Python process."""
+    argv = ["--steps", str(args.steps), "--seconds", str(args.seconds)]
+    for model, precision, jit, batch in rows:
+        jit = "on" if jit else "off"
+        argv += ["--row", f"{model}:{precision}:{jit}:{batch or args.batch_size}"]
+    measured = _common.in_fresh_process(__file__, argv)
+    for row in measured:
+        print(
+            f"{row['model']:22s} {row['precision']:15s} "
+            f"{'XLA' if row['jit_compile'] else 'graph':5s} "
+            f"batch {row['batch_size']:3d}: "
+            f"train {row['train_images_per_s']:8.1f} img/s, "
+            f"inference {row['inference_images_per_s']:8.1f} img/s",
+            flush=True,
+        )
+    return measured
 
 
 def _find(rows, model, precision, jit):
@@ -208,8 +196,9 @@ def main():
     )
     p.add_argument(
         "--row",
-        help="MODEL:PRECISION:on|off:BATCH: measure one row in this process "
-        "and print it as JSON (what each row's fresh process runs)",
+        action="append",
+        help="MODEL:PRECISION:on|off:BATCH (repeatable): measure these rows in "
+        "this process and print them as JSON (what each fresh process runs)",
     )
     args = p.parse_args()
     _common.positive("steps", args.steps)
@@ -218,8 +207,10 @@ def main():
     from keras_damped import list_models
 
     if args.row:
-        model, precision, jit, batch = args.row.split(":")
-        plan = [(model, precision, jit == "on", int(batch))]
+        plan = [
+            (model, precision, jit == "on", int(batch))
+            for model, precision, jit, batch in (r.split(":") for r in args.row)
+        ]
     elif args.models or args.precisions or args.jit:
         models = (args.models or "in_resnet20").split(",")
         precisions = (args.precisions or "float32").split(",")
@@ -245,9 +236,12 @@ def main():
     else:
         plan = gpu_plan() if tf.config.list_physical_devices("GPU") else cpu_plan()
     if args.row:
-        print(ROW_MARK + json.dumps(measure(*plan[0], args)))
+        for row in plan:
+            _common.print_row(measure(*row, args))
         return
-    rows = [in_fresh_process(row, args) for row in plan]
+    rows = []
+    for _, group in itertools.groupby(plan, key=lambda row: row[0]):
+        rows += in_fresh_process(list(group), args)
     record = {"machine": _common.machine(), "rows": rows, "summary": summary(rows)}
     table = _common.markdown_table(
         ["model", "precision", "compiled", "batch", "train img/s", "inference img/s"],

@@ -94,9 +94,9 @@ def test_attack_speed_quick(tmp_path):
     for row in record["rows"]:
         for key in ("eager_cleverhans", "ours_graph", "ours_xla"):
             assert positive(row[key])
-        assert row["ours_graph_speedup"] == round(
-            row["ours_graph"] / row["eager_cleverhans"], 2
-        )
+        for key in ("ours_graph", "ours_xla"):
+            low, high = row[f"{key}_speedup_range"]
+            assert positive(low) and low <= row[f"{key}_speedup"] <= high
 
 
 @pytest.mark.slow
@@ -124,12 +124,19 @@ def test_profile_step_quick(tmp_path):
 def test_speedups_quick(tmp_path):
     record, _ = run_benchmark("speedups", tmp_path, "--batch-size", "8")
     pairs = {r["pair"]: r for r in record["rows"]}
-    assert len(pairs) == 3
+    assert len(pairs) == 4
     library = pairs["library vs plain Keras, float32"]
     assert (library["first"], library["second"]) == (
         "in_resnet20 float32",
         "keras_resnet20 float32",
     )
+    undamped = pairs["undamped library vs plain Keras, float32"]
+    assert (undamped["first"], undamped["second"]) == (
+        "resnet20 float32",
+        "keras_resnet20 float32",
+    )
+    # Measured in the same rounds: the plain network's speed is shared.
+    assert undamped["second_images_per_s"] == library["second_images_per_s"]
     for row in pairs.values():
         low, high = row["speedup_range"]
         assert positive(low) and low <= row["speedup"] <= high

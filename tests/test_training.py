@@ -272,11 +272,10 @@ def test_jit_auto_is_off_on_this_cpu():
     assert resolve_jit_compile("on") is True
 
 
-def test_precision_auto_is_bfloat16_exactly_on_cpus_with_bfloat16_units():
-    with open("/proc/cpuinfo") as f:
-        flags = next(line for line in f if line.startswith("flags")).split()
-    has_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
-    assert resolve_precision("auto") == ("mixed_bfloat16" if has_bf16 else "float32")
+def test_precision_auto_is_float32_on_this_cpu():
+    # benchmarks/precision_check.py: on this AVX512_BF16 CPU mixed_bfloat16 is
+    # neither faster end to end nor within a point of float32.
+    assert resolve_precision("auto") == "float32"
     for setting in ("float32", "mixed_bfloat16", "mixed_float16"):
         assert resolve_precision(setting) == setting
 

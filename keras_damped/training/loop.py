@@ -58,7 +58,7 @@ def resolve_jit_compile(setting):
     """`auto` compiles with XLA on GPUs and TPUs only.
 
     On CPU, TensorFlow's graph mode with oneDNN kernels trains the ResNets
-    about 1.35x faster than XLA's CPU backend, whose step spends half of its
+    about 1.25x faster than XLA's CPU backend, whose step spends half of its
     traced kernel time in layout transposes (benchmarks/speedups.py and
     benchmarks/profile_step.py measure it).
     """
@@ -71,29 +71,19 @@ def resolve_jit_compile(setting):
     )
 
 
-def cpu_flags():
-    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def resolve_precision(setting):
     """`auto` picks the fastest precision that trains as well as float32.
 
     GPUs: mixed_bfloat16 from compute capability 8.0 (bfloat16 tensor
-    cores), mixed_float16 on 7.x, float32 before. CPUs: mixed_bfloat16
-    where the CPU has bfloat16 instructions oneDNN uses (AVX512_BF16 or
-    AMX-BF16), float32 elsewhere; float16 has no fast CPU path (on the
-    2-core EPYC of benchmarks/ it trains 6x slower than float32, while
-    mixed_bfloat16 trains in_resnet110 1.24x faster and in_resnet20 on
-    Fashion-MNIST 1.7x faster, 0.5 points of test accuracy from float32:
-    benchmarks/speedups.py, benchmarks/precision_check.py).
+    cores), mixed_float16 on 7.x, float32 before; TPUs: mixed_bfloat16.
+    CPUs: float32. On the 2-core AVX512_BF16 EPYC of benchmarks/,
+    mixed_bfloat16 trains in_resnet110's synthetic step only 1.2x faster
+    (Keras' float32 batch-norm chain and its casts take what the bfloat16
+    convolutions save), trains in_resnet20 on Fashion-MNIST 0.91-1.04x as
+    fast per epoch end to end and ends 1.36 points below float32;
+    mixed_float16 has no fast CPU path (several times slower).
+    benchmarks/speedups.py, benchmarks/precision_check.py and
+    benchmarks/profile_step.py measure it.
     """
     if setting != "auto":
         return setting
@@ -105,8 +95,6 @@ def resolve_precision(setting):
             return "mixed_bfloat16"
         return "mixed_float16" if major == 7 else "float32"
     if tf.config.list_logical_devices("TPU"):
-        return "mixed_bfloat16"
-    if cpu_flags() & {"avx512_bf16", "amx_bf16"}:
         return "mixed_bfloat16"
     return "float32"
 
