@@ -8,6 +8,22 @@ from keras_damped.layers.damped_add import check_fixed_value
 
 DAMPING_CHOICES = (None, "resnet", "in", "lambda_in", "cnn", "a float in [0, 1]")
 _DAMPING_OPTION_KEYS = ("per_channel", "initializer", "regularizer", "constraint")
+# How a strided k x k convolution pads. "symmetric": (k - 1) // 2 on every
+# side, as PyTorch's `padding=1` in the reference. "same": TensorFlow's
+# "same", which at stride 2 on an even size pads 0 before and 1 after (a grid
+# shifted by one pixel); blocks saved before the padding was fixed used it.
+PADDINGS = ("symmetric", "same")
+LEGACY_PADDING = "same"
+
+
+def check_padding(padding):
+    if padding not in PADDINGS:
+        raise ValueError(
+            f"Unknown padding. Expected one of {PADDINGS} (symmetric is the "
+            f"reference's; same is TensorFlow's, kept for models saved before "
+            f"it was fixed). Received: padding={padding!r}"
+        )
+    return padding
 
 
 def damping_to_add_kwargs(damping):
@@ -68,9 +84,11 @@ class _PreActivationBlock(keras.layers.Layer):
         stride=1,
         damping=None,
         damping_options=None,
+        padding="symmetric",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_padding(padding)
         if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
             raise ValueError(
                 f"filters must be a positive integer. Received: filters={filters!r}"
@@ -89,6 +107,7 @@ class _PreActivationBlock(keras.layers.Layer):
         self.stride = stride
         self.damping = damping
         self.damping_options = damping_options
+        self.padding = padding
         self.has_projection = None
 
     @property
@@ -104,12 +123,19 @@ class _PreActivationBlock(keras.layers.Layer):
             momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name=name
         )
 
+    def _pads(self, size, stride):
+        """Explicit (before, after) padding of a unit, or None for "same"."""
+        if self.padding == "symmetric" and stride > 1 and size > 1:
+            return ((size - 1) // 2, (size - 1) // 2)
+        return None
+
     def _conv(self, filters, size, stride, groups, name):
+        # At stride 1 (and for 1x1 kernels) "same" already pads symmetrically.
         return keras.layers.Conv2D(
             filters,
             size,
             strides=stride,
-            padding="same",
+            padding="valid" if self._pads(size, stride) else "same",
             groups=groups,
             use_bias=False,
             kernel_initializer=conv_initializer(),
@@ -129,16 +155,22 @@ class _PreActivationBlock(keras.layers.Layer):
                 f"stride {self.stride}). Use damping=None for it. "
                 f"Received: damping={self.damping!r}"
             )
-        self.bns, self.convs = [], []
+        self.bns, self.convs, self.pads = [], [], []
         shape = input_shape
         for i, (filters, size, stride, groups) in enumerate(self._unit_specs(), 1):
             bn = self._bn(f"bn{i}")
             conv = self._conv(filters, size, stride, groups, f"conv{i}")
+            pads = self._pads(size, stride)
             bn.build(shape)
-            conv.build(shape)
-            shape = conv.compute_output_shape(shape)
+            padded = shape
+            if pads:
+                padded = tuple(None if d is None else d + sum(pads) for d in shape[1:3])
+                padded = (shape[0], *padded, shape[3])
+            conv.build(padded)
+            shape = conv.compute_output_shape(padded)
             self.bns.append(bn)
             self.convs.append(conv)
+            self.pads.append(pads)
         if self.has_projection:
             self.shortcut_bn = self._bn("shortcut_bn")
             self.shortcut_conv = self._conv(
@@ -158,8 +190,10 @@ class _PreActivationBlock(keras.layers.Layer):
         scale = self.damped_add.residual_scale()
         x = inputs
         last = len(self.convs) - 1
-        for i, (bn, conv) in enumerate(zip(self.bns, self.convs)):
+        for i, (bn, conv, pads) in enumerate(zip(self.bns, self.convs, self.pads)):
             h = ops.relu(bn(x, training=training))
+            if pads:
+                h = ops.pad(h, ((0, 0), pads, pads, (0, 0)))
             x = conv(h) if i < last or scale is None else _scaled_conv(conv, h, scale)
         if self.has_projection:
             shortcut = self.shortcut_conv(
@@ -183,6 +217,7 @@ class _PreActivationBlock(keras.layers.Layer):
                 "filters": self.filters,
                 "stride": self.stride,
                 "damping": self.damping,
+                "padding": self.padding,
                 "damping_options": {
                     key: _serialize_option(value)
                     for key, value in self.damping_options.items()
@@ -190,6 +225,13 @@ class _PreActivationBlock(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Blocks saved before `padding` existed used TensorFlow's "same".
+        config = dict(config)
+        config.setdefault("padding", LEGACY_PADDING)
+        return super().from_config(config)
 
 
 @keras.saving.register_keras_serializable(package="keras_damped")
@@ -207,6 +249,10 @@ class BasicBlock(_PreActivationBlock):
             projection shortcut are never damped.
         damping_options: extra `DampedAdd` arguments for a trainable damping
             (`per_channel`, `initializer`, `regularizer`, `constraint`).
+        padding: how the strided 3x3 convolution pads: `"symmetric"` (1 pixel
+            on every side, as the reference's PyTorch `padding=1`) or
+            `"same"` (TensorFlow's, 0 before and 1 after on an even size; what
+            blocks saved before this option existed use when loaded).
         **kwargs: base layer keyword arguments.
 
     Call arguments:
@@ -244,6 +290,7 @@ class BottleneckBlock(_PreActivationBlock):
         expansion: output channels per base filter (4 in the paper).
         damping: see `BasicBlock`.
         damping_options: see `BasicBlock`.
+        padding: see `BasicBlock` (applies to the strided grouped 3x3).
         **kwargs: base layer keyword arguments.
 
     Example:
@@ -262,9 +309,10 @@ class BottleneckBlock(_PreActivationBlock):
         expansion=4,
         damping=None,
         damping_options=None,
+        padding="symmetric",
         **kwargs,
     ):
-        super().__init__(filters, stride, damping, damping_options, **kwargs)
+        super().__init__(filters, stride, damping, damping_options, padding, **kwargs)
         for name, value in (("cardinality", cardinality), ("expansion", expansion)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(

@@ -7,6 +7,23 @@ from keras_damped.models.resnext import DampedResNeXt
 
 _VARIANT_PREFIXES = {"": None, "in_": "in", "lambda_in_": "lambda_in"}
 _PRESETS = {}
+# Initial range of the raw damping weight k of the 164-layer bottleneck
+# models, from the reference's notes (PAPER.md section 2). Every other
+# preset uses DampedAdd's default: U(0.75, 0.80) for In, U(0.20, 0.25) for
+# lambda-In.
+K_RANGES_164 = {"in": (0.8, 0.9), "lambda_in": (0.1, 0.2)}
+
+
+def _damping_options(depth, damping):
+    if depth != 164 or damping not in K_RANGES_164:
+        return {}
+    low, high = K_RANGES_164[damping]
+    # A config, not an instance: every block deserializes its own initializer.
+    initializer = {
+        "class_name": "RandomUniform",
+        "config": {"minval": low, "maxval": high},
+    }
+    return {"damping_options": {"initializer": initializer}}
 
 
 def _register(name, builder, description, **kwargs):
@@ -21,6 +38,7 @@ for _depth in (20, 32, 44, 56, 110, 164):
             f"{_prefix or 'plain '}ResNet-{_depth} (pre-activation, CIFAR)",
             depth=_depth,
             damping=_damping,
+            **_damping_options(_depth, _damping),
         )
     _register(
         f"cnn{_depth}",

@@ -2,6 +2,7 @@
 
 from keras_damped.layers.blocks import BasicBlock
 from keras_damped.layers.blocks import BottleneckBlock
+from keras_damped.layers.blocks import check_padding
 from keras_damped.models import backbone
 
 BLOCK_KINDS = ("auto", "basic", "bottleneck")
@@ -47,6 +48,7 @@ def DampedResNet(
     normalization="cifar10",
     damping_options=None,
     classifier_activation=None,
+    padding="symmetric",
     name=None,
 ):
     """The CIFAR pre-activation ResNet of the paper, with damped blocks.
@@ -72,6 +74,9 @@ def DampedResNet(
             `initializer`, `regularizer`, `constraint`).
         classifier_activation: activation of the output layer; None gives
             logits (what attacks need).
+        padding: `"symmetric"` (the reference's: every strided 3x3
+            convolution pads 1 pixel on each side) or `"same"` (TensorFlow's
+            shifted grid; only to rebuild models saved before the fix).
         name: model name; defaults to e.g. `"in_resnet110"`.
 
     Returns:
@@ -89,6 +94,7 @@ def DampedResNet(
     backbone.check_positive_int("num_classes", num_classes)
     input_shape = backbone.check_input_shape(input_shape)
     backbone.check_damping(damping)
+    check_padding(padding)
     name = name or f"{backbone.name_prefix(damping)}resnet{depth}"
 
     def make_block(stage, index, stride, is_first, block_name):
@@ -96,12 +102,20 @@ def DampedResNet(
         block_damping = None if is_first else damping
         options = None if is_first else damping_options
         if kind == "basic":
-            return BasicBlock(filters, stride, block_damping, options, name=block_name)
+            return BasicBlock(
+                filters,
+                stride,
+                block_damping,
+                options,
+                padding=padding,
+                name=block_name,
+            )
         return BottleneckBlock(
             filters,
             stride,
             damping=block_damping,
             damping_options=options,
+            padding=padding,
             name=block_name,
         )
 

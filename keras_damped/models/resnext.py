@@ -1,6 +1,7 @@
 """The CIFAR ResNeXt-29 (Xie et al. 2017) with damped identity blocks."""
 
 from keras_damped.layers.blocks import BottleneckBlock
+from keras_damped.layers.blocks import check_padding
 from keras_damped.models import backbone
 
 
@@ -14,6 +15,7 @@ def DampedResNeXt(
     normalization="cifar10",
     damping_options=None,
     classifier_activation=None,
+    padding="symmetric",
     name=None,
 ):
     """The CIFAR ResNeXt of Xie et al. (2017), pre-activation, damped.
@@ -29,7 +31,7 @@ def DampedResNeXt(
         cardinality: groups of the 3x3 convolution (8 or 16 in the paper).
         bottleneck_width: channels per group in the first stage (64).
         num_classes, input_shape, damping, normalization, damping_options,
-        classifier_activation: as in `DampedResNet`.
+        classifier_activation, padding: as in `DampedResNet`.
         name: model name; defaults to e.g. `"in_resnext29_8x64d"`.
 
     Returns:
@@ -55,6 +57,7 @@ def DampedResNeXt(
     backbone.check_positive_int("num_classes", num_classes)
     input_shape = backbone.check_input_shape(input_shape)
     backbone.check_damping(damping)
+    check_padding(padding)
     blocks = (depth - 2) // 9
     name = name or (
         f"{backbone.name_prefix(damping)}resnext{depth}_"
@@ -70,6 +73,7 @@ def DampedResNeXt(
             bottleneck_width=bottleneck_width * scale,
             damping=None if is_first else damping,
             damping_options=None if is_first else damping_options,
+            padding=padding,
             name=block_name,
         )
 
