@@ -5,6 +5,8 @@ images (PAPER.md section 5): each corruption works on x in [0, 1] and the
 result is stored as `uint8(clip(corrupt(x), 0, 1) * 255)`, a truncation.
 """
 
+import math
+
 import tensorflow as tf
 
 # Severity 1..5 parameters of CIFAR-10-C (not the ImageNet-C values).
@@ -30,17 +32,41 @@ def check_noise(noise, severity):
     return NOISES[noise][severity - 1]
 
 
-def corrupt(images, noise, severity, seed=(0, 0), quantize=True):
+def check_level(noise, level):
+    """Validates an explicit noise parameter c (beyond the five severities)."""
+    if noise not in NOISES:
+        raise ValueError(
+            f"Unknown noise. Expected one of {sorted(NOISES)}. "
+            f"Received: noise={noise!r}"
+        )
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, (int, float))
+        or not math.isfinite(level)
+        or level <= 0
+        or (noise == "impulse" and level > 1)
+    ):
+        raise ValueError(
+            f"A {noise} noise level must be a finite number > 0"
+            + (" and <= 1 (a fraction)" if noise == "impulse" else "")
+            + f" (the severities use {NOISES[noise]}). Received: level={level!r}"
+        )
+    return float(level)
+
+
+def corrupt(images, noise, severity=None, seed=(0, 0), quantize=True, level=None):
     """Applies one CIFAR-10-C noise to a batch of images in [0, 1].
 
     Args:
         images: float tensor of pixels in [0, 1], any shape.
         noise: `"gaussian"`, `"shot"`, `"impulse"` or `"speckle"`.
-        severity: 1 to 5.
+        severity: 1 to 5 (the CIFAR-10-C parameter c); or None with `level`.
         seed: a stateless seed, a pair of integers; the same seed gives the
             same noise.
         quantize: store as CIFAR-10-C does, `uint8(clip(x, 0, 1) * 255)`
             (truncation), and return that divided by 255.
+        level: an explicit parameter c instead of a severity (e.g. a
+            Gaussian sigma of 0.3, beyond severity 5's 0.10).
 
     Returns:
         A float32 tensor of the images' shape, in [0, 1].
@@ -52,7 +78,12 @@ def corrupt(images, noise, severity, seed=(0, 0), quantize=True):
     speckle:  x + x * N(0, c^2)
     ```
     """
-    c = check_noise(noise, severity)
+    if (severity is None) == (level is None):
+        raise ValueError(
+            "Pass exactly one of severity (1-5) and level (an explicit c). "
+            f"Received: severity={severity!r}, level={level!r}"
+        )
+    c = check_noise(noise, severity) if level is None else check_level(noise, level)
     x = tf.convert_to_tensor(images, tf.float32)
     seed = tf.convert_to_tensor(seed, tf.int64)
     shape = tf.shape(x)

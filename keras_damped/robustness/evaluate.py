@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras_damped._versions import library_versions
 from keras_damped.data.corruptions import NOISES
 from keras_damped.data.corruptions import SEVERITIES
+from keras_damped.data.corruptions import check_level
 from keras_damped.data.corruptions import check_noise
 from keras_damped.data.corruptions import corrupt
 from keras_damped.robustness.attacks import LINF_ATTACKS
@@ -30,6 +31,17 @@ MONOTONE_TOLERANCE = 0.01
 PGD_VS_FGSM_TOLERANCE = 0.02
 LARGE_EPS_MAX_ACCURACY = 0.10
 BALL_TOLERANCE = 1e-6
+
+
+def pack_mask(mask):
+    """A boolean per-example mask as a compact hex string (report.json)."""
+    return np.packbits(np.asarray(mask, dtype=bool)).tobytes().hex()
+
+
+def unpack_mask(text, count):
+    """The inverse of `pack_mask` for `count` examples."""
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))
+    return bits[:count].astype(bool)
 
 
 def parse_eps(values):
@@ -152,6 +164,7 @@ def evaluate(
     jit_compile=False,
     progress=True,
     num_examples_shown=4,
+    noise_levels=None,
 ):
     """Clean, noise and adversarial accuracy of one or several models.
 
@@ -178,8 +191,13 @@ def evaluate(
         steps, step_size: of the iterative attacks (20 steps of 2/255).
         large_eps: radius of the gradient-masking check.
         jit_compile: compile the attacks with XLA.
-        progress: show a progress bar.
+        progress: True shows a progress bar; a callable is called as
+            `progress(done, total)` after each evaluation instead.
         num_examples_shown: images kept for the picture grid.
+        noise_levels: `{noise: [c, ...]}`, explicit noise parameters beyond
+            the five severities (e.g. `{"gaussian": [0.2, 0.3]}`: sigmas),
+            always generated with seeded draws; results under
+            `noise_levels[noise][c]`.
 
     Returns:
         A `RobustnessReport`; `report.save(out_dir)` writes its files.
@@ -195,6 +213,10 @@ def evaluate(
         check_noise(noise, 1)
     for severity in severities:
         check_noise("gaussian", severity)
+    noise_levels = {
+        noise: sorted({check_level(noise, c) for c in levels})
+        for noise, levels in (noise_levels or {}).items()
+    }
     if noise_source not in NOISE_SOURCES:
         raise ValueError(
             f"Unknown noise_source. Expected one of {NOISE_SOURCES}. "
@@ -238,12 +260,30 @@ def evaluate(
         limit,
     )
 
+    level_sets = {}
+    for i, noise in enumerate(NOISES):
+        for j, c in enumerate(noise_levels.get(noise, ())):
+            level_seed = (seed, 1000 + 100 * i + j)
+            level_sets[(noise, c)] = corrupt(
+                images, noise, seed=level_seed, level=c
+            ).numpy()
+
     linf = [a for a in attacks if a in LINF_ATTACKS]
-    total = len(named) * (1 + len(noise_sets) + len(attacks) * len(eps) + 1)
+    total = len(named) * (
+        1 + len(noise_sets) + len(level_sets) + len(attacks) * len(eps) + 1
+    )
     bar = keras.utils.Progbar(
-        total, verbose=1 if progress else 0, unit_name="evaluation"
+        total, verbose=1 if progress is True else 0, unit_name="evaluation"
     )
     done = 0
+
+    def tick():
+        nonlocal done
+        done += 1
+        bar.update(done)
+        if callable(progress):
+            progress(done, total)
+
     results = {}
     examples = {"clean": images[:num_examples_shown], "adversarial": {}}
     shown = ("pgd" if "pgd" in attacks else attacks[-1]) if attacks else None
@@ -253,40 +293,46 @@ def evaluate(
             input_signature=[tf.TensorSpec((None, *images.shape[1:]), tf.float32)],
         )
 
-        def accuracy(x, y=labels, predict=predict):
-            hits = 0
-            for start in range(0, len(x), batch_size):
-                hits += int(
-                    tf.reduce_sum(
-                        tf.cast(
-                            predict(x[start : start + batch_size])
-                            == y[start : start + batch_size],
-                            tf.int32,
-                        )
-                    )
-                )
-            return hits / len(x)
+        def correct(x, y=labels, predict=predict):
+            return np.concatenate(
+                [
+                    predict(x[start : start + batch_size]).numpy()
+                    == y[start : start + batch_size]
+                    for start in range(0, len(x), batch_size)
+                ]
+            )
 
-        entry = {"clean": accuracy(images), "noises": {}, "attacks": {}}
-        done += 1
-        bar.update(done)
+        def accuracy(x, y=labels):
+            return float(np.mean(correct(x, y)))
+
+        clean_mask = correct(images)
+        entry = {
+            "clean": float(np.mean(clean_mask)),
+            "noises": {},
+            "noise_levels": {},
+            "attacks": {},
+            "masks": {"clean": pack_mask(clean_mask), "attacks": {}},
+        }
+        tick()
         for (noise, severity), (x, y) in noise_sets.items():
             by_sev = entry["noises"].setdefault(noise, {})
             by_sev[str(severity)] = accuracy(
                 x, labels if y is None else y.astype("int32")
             )
-            done += 1
-            bar.update(done)
+            tick()
         for by_sev in entry["noises"].values():
             by_sev["mean"] = float(np.mean(list(by_sev.values())))
+        for (noise, c), x in level_sets.items():
+            entry["noise_levels"].setdefault(noise, {})[repr(c)] = accuracy(x)
+            tick()
 
         max_linf, in_range = {}, True
 
         def run_attack(attack, adv_fn, radius, keep=False, predict=predict):
             nonlocal in_range
             tf.random.set_seed(seed)
-            hits, worst = 0, 0.0
-            kept = None
+            worst = 0.0
+            kept, masks = None, []
             for start in range(0, len(images), batch_size):
                 x = tf.constant(images[start : start + batch_size])
                 y = tf.constant(labels[start : start + batch_size])
@@ -298,17 +344,16 @@ def evaluate(
                     # C&W's (minimal) adversarial example lies outside eps.
                     norms = np.sqrt((delta**2).reshape(len(delta), -1).sum(-1))
                     clean_ok = predict(x).numpy() == y.numpy()
-                    hits += int(
-                        np.sum(clean_ok & ((pred == y.numpy()) | (norms > radius)))
-                    )
+                    masks.append(clean_ok & ((pred == y.numpy()) | (norms > radius)))
                 else:
-                    hits += int(np.sum(pred == y.numpy()))
+                    masks.append(pred == y.numpy())
                     worst = max(worst, float(np.abs(delta).max()))
                 x_adv = x_adv.numpy()
                 in_range = in_range and bool(x_adv.min() >= 0 and x_adv.max() <= 1)
                 if keep and kept is None:
                     kept = x_adv[:num_examples_shown]
-            return hits / len(images), worst, kept
+            mask = np.concatenate(masks)
+            return float(np.mean(mask)), worst, kept, mask
 
         attack_fns = {
             a: make_attack(a, fn, steps, step_size, jit_compile) for a in attacks
@@ -320,21 +365,23 @@ def evaluate(
         )
         for attack in attacks:
             entry["attacks"][attack] = {}
+            entry["masks"]["attacks"][attack] = {}
             for radius in eps:
                 keep = attack == shown and radius == eps[-1]
-                acc, worst, kept = run_attack(attack, attack_fns[attack], radius, keep)
+                acc, worst, kept, mask = run_attack(
+                    attack, attack_fns[attack], radius, keep
+                )
                 entry["attacks"][attack][eps_key(radius)] = acc
+                entry["masks"]["attacks"][attack][eps_key(radius)] = pack_mask(mask)
                 if attack in linf:
                     max_linf.setdefault(attack, {})[eps_key(radius)] = worst
                 if keep:
                     examples["adversarial"][name] = kept
-                done += 1
-                bar.update(done)
-        large_acc, large_worst, _ = run_attack(
+                tick()
+        large_acc, large_worst, _, _ = run_attack(
             "pgd", attack_fns["large_eps_pgd"], large_eps
         )
-        done += 1
-        bar.update(done)
+        tick()
         entry["sanity"] = _sanity(
             entry, eps, attacks, max_linf, in_range, large_acc, large_worst, large_eps
         )
@@ -349,6 +396,9 @@ def evaluate(
             "eps_255": [eps_key(e) for e in eps],
             "noises": [n for n in NOISES if n in noises],
             "severities": list(severities),
+            "noise_levels": {
+                n: [repr(c) for c in cs] for n, cs in noise_levels.items()
+            },
             "noise_source": source_used,
             "seed": seed,
             "steps": steps,
