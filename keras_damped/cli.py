@@ -93,6 +93,7 @@ def build_parser():
     )
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
+    _add_study_parser(sub)
     _add_analysis_parsers(sub)
     return parser
 
@@ -325,6 +326,141 @@ def _evaluate(args):
     print(f"TensorBoard: tensorboard --logdir {out}/tb")
 
 
+def _add_study_parser(sub):
+    from keras_damped.study.config import StudyConfig
+    from keras_damped.training.config import JIT_CHOICES
+    from keras_damped.training.config import PRECISIONS
+    from keras_damped.training.schedules import SCHEDULES
+
+    d = StudyConfig(models=[], seeds=[], out="")
+    study = sub.add_parser(
+        "study",
+        help="models x seeds: train, evaluate, and compare with confidence "
+        "intervals and paired differences",
+        description="Train every model with every seed (OUT/runs/<model>/seed<k>), "
+        "evaluate each run on the same test images, noise draws and attack "
+        "seeds, and write OUT/study.json, study.md, plots/ and tb/ (TensorBoard "
+        "HParams). Re-running the same command resumes.",
+    )
+    study.add_argument("--models", required=True, help="comma-separated presets")
+    study.add_argument(
+        "--seeds", default="0,1,2", help="comma-separated integers (default 0,1,2)"
+    )
+    study.add_argument(
+        "--baseline",
+        default=None,
+        help="the model differences are taken against (default: the first model)",
+    )
+    study.add_argument("--dataset", default=d.dataset)
+    study.add_argument("--epochs", type=int, default=d.epochs)
+    study.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="train on the first N training examples (default: all)",
+    )
+    study.add_argument("--batch-size", type=int, default=d.batch_size)
+    study.add_argument("--lr", type=float, default=d.lr)
+    study.add_argument("--momentum", type=float, default=d.momentum)
+    study.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    study.add_argument("--no-decay-damping", dest="decay_damping", action="store_false")
+    study.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    study.add_argument("--augment", default=d.augment, help="paper, standard or none")
+    study.add_argument("--precision", choices=PRECISIONS, default=d.precision)
+    study.add_argument("--jit-compile", choices=JIT_CHOICES, default=d.jit_compile)
+    study.add_argument(
+        "--attacks", default="fgsm,pgd", help="comma-separated, or 'none'"
+    )
+    study.add_argument("--eps", default="1,2,4,8", help="radii in units of 1/255")
+    study.add_argument("--noises", default="gaussian,shot,impulse,speckle")
+    study.add_argument("--severities", default="1-5")
+    study.add_argument(
+        "--noise-levels",
+        default="",
+        help="explicit noise parameters beyond the severities, e.g. "
+        "gaussian=0.15,0.2,0.3,0.4 (sigmas); repeat noises with ';'",
+    )
+    study.add_argument(
+        "--limit",
+        type=int,
+        default=d.limit,
+        help="test examples for validation and every evaluation",
+    )
+    study.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
+    study.add_argument("--eval-seed", type=int, default=d.eval_seed)
+    study.add_argument(
+        "--noise-source", default=d.noise_source, choices=("auto", "tfds", "generated")
+    )
+    study.add_argument("--data-dir", default=None)
+    study.add_argument("--out", required=True, help="the study folder")
+    study.add_argument(
+        "--overwrite", action="store_true", help="replace what OUT holds"
+    )
+
+
+def parse_noise_levels(text):
+    """`gaussian=0.2,0.3;speckle=0.4` as {noise: [floats]}."""
+    levels = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        noise, sep, values = part.partition("=")
+        if not sep:
+            raise ValueError(
+                "noise levels are written noise=c1,c2 (several noises separated "
+                f"by ';'), e.g. gaussian=0.2,0.3. Received: {text!r}"
+            )
+        levels[noise.strip()] = _number_list(values, "--noise-levels")
+    return levels
+
+
+def _int_list(text, what):
+    values = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise ValueError(
+                f"{what} must be comma-separated integers. Received: {text!r}"
+            ) from None
+    return values
+
+
+def _study(args):
+    from keras_damped.study import StudyConfig
+    from keras_damped.study import run_study
+
+    config = StudyConfig(
+        models=_split(args.models),
+        seeds=_int_list(args.seeds, "--seeds"),
+        out=args.out,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        train_limit=args.train_limit,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        decay_damping=args.decay_damping,
+        schedule=args.schedule,
+        augment=None if args.augment in (None, "none") else args.augment,
+        precision=args.precision,
+        jit_compile=args.jit_compile,
+        attacks=_split(args.attacks),
+        eps=_number_list(args.eps, "--eps") if args.eps.strip() else [],
+        noises=_split(args.noises),
+        severities=parse_severities(args.severities),
+        noise_levels=parse_noise_levels(args.noise_levels),
+        limit=args.limit,
+        eval_batch_size=args.eval_batch_size,
+        eval_seed=args.eval_seed,
+        baseline=args.baseline,
+        noise_source=args.noise_source,
+        data_dir=args.data_dir,
+    )
+    run_study(
+        config, overwrite=args.overwrite, log=lambda line: print(line, flush=True)
+    )
+
+
 def _add_train_parser(sub):
     from keras_damped.training.config import DISTRIBUTE_CHOICES
     from keras_damped.training.config import JIT_CHOICES
@@ -467,6 +603,8 @@ def main(argv=None):
             _train(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "study":
+            _study(args)
         elif args.command in ("landscape", "analyze"):
             _analysis(args)
     except (ValueError, DatasetUnavailableError, RunDirExistsError) as error:

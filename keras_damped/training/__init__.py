@@ -2,6 +2,7 @@
 
 from keras_damped.training.callbacks import BackupUnlessDiverged
 from keras_damped.training.callbacks import DampingMonitor
+from keras_damped.training.callbacks import ProgressLogger
 from keras_damped.training.config import PAPER_PROTOCOL
 from keras_damped.training.config import TrainConfig
 from keras_damped.training.loop import RunDirExistsError
@@ -17,6 +18,7 @@ __all__ = [
     "PAPER_PROTOCOL",
     "BackupUnlessDiverged",
     "DampingMonitor",
+    "ProgressLogger",
     "RunDirExistsError",
     "TrainConfig",
     "TrainResult",

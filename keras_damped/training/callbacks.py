@@ -1,6 +1,8 @@
 """Callbacks of our own: only what Keras' callbacks do not do."""
 
+import logging
 import math
+import time
 
 import keras
 import numpy as np
@@ -89,3 +91,58 @@ class BackupUnlessDiverged(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged_at is None:
             super().on_epoch_end(epoch, logs)
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """Logs one line at least every `interval` seconds and at each epoch end.
+
+    Keras' own progress output is a bar (`verbose=1`, unreadable in a log
+    file) or one line per epoch (`verbose=2`, silent for minutes on a long
+    epoch); long unattended runs need a line every so often with the step,
+    the loss and the elapsed time.
+
+    Args:
+        label: the text that starts every line (e.g. `in_resnet20 seed 0`).
+        interval: seconds between two lines within an epoch.
+        logger: a `logging.Logger` (default: `keras_damped`).
+    """
+
+    def __init__(self, label, interval=30.0, logger=None):
+        super().__init__()
+        self.label = label
+        self.interval = float(interval)
+        self.logger = logger or logging.getLogger("keras_damped")
+        self._start = self._last = 0.0
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._start = self._last = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _line(self, text):
+        self._last = time.monotonic()
+        elapsed = self._last - self._start
+        self.logger.info("  %s: %s (%.0f s)", self.label, text, elapsed)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self._last >= self.interval:
+            steps = self.params.get("steps") or "?"
+            loss = (logs or {}).get("loss")
+            loss = "" if loss is None else f", loss {float(loss):.4f}"
+            self._line(
+                f"epoch {self._epoch + 1}/{self.params.get('epochs')}, "
+                f"step {batch + 1}/{steps}{loss}"
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = [
+            f"{key} {float(logs[key]):.4f}"
+            for key in ("loss", "accuracy", "val_accuracy")
+            if key in logs
+        ]
+        self._line(
+            f"epoch {epoch + 1}/{self.params.get('epochs')} done, " + ", ".join(parts)
+        )

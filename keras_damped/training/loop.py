@@ -202,7 +202,7 @@ def _build_model(config, info):
     )
 
 
-def train(config, resume=False, overwrite=False):
+def train(config, resume=False, overwrite=False, callbacks=None):
     """Trains a model by `config` and writes its run folder.
 
     The run folder gets `config.json`, `tb/` (TensorBoard: `train/` and
@@ -223,6 +223,8 @@ def train(config, resume=False, overwrite=False):
         ValueError: a bad setting. RunDirExistsError: the folder is taken.
         DatasetUnavailableError: the data cannot be had.
         TrainingDivergedError: the loss became NaN (checkpoint kept).
+
+    `callbacks` are extra Keras callbacks, added after the run's own.
     """
     config.validate()
     info = dataset_info(config.dataset)
@@ -308,12 +310,13 @@ def train(config, resume=False, overwrite=False):
         backup_dir = tempfile.mkdtemp(prefix="keras_damped_worker_")
 
     backup = BackupUnlessDiverged(backup_dir)
-    callbacks = [backup, keras.callbacks.TerminateOnNaN()]
+    fit_callbacks = [backup, keras.callbacks.TerminateOnNaN()]
     if chief:
-        callbacks += [
+        fit_callbacks += [
             keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), write_graph=False),
             DampingMonitor(os.path.join(run_dir, "tb", "damping"), config.to_dict()),
         ]
+    fit_callbacks += list(callbacks or [])
     if initial_epoch:
         logger.info("Resuming %s after epoch %d.", run_dir, initial_epoch)
 
@@ -342,7 +345,7 @@ def train(config, resume=False, overwrite=False):
                 validation_data=val_data,
                 validation_steps=steps_per_epoch(len(val_images), config.batch_size),
                 shuffle=False,  # the pipeline shuffles, keyed on the epoch
-                callbacks=callbacks,
+                callbacks=fit_callbacks,
                 verbose=config.verbose,
             ).history
     if backup.diverged_at is not None:

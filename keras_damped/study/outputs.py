@@ -1,0 +1,393 @@
+"""A study's files: study.json, study.md, plots/*.png and tb/ (HParams)."""
+
+import json
+import math
+import os
+
+PLOT_COLUMNS_LIMIT = 40
+
+
+def _pct(value, digits=1):
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.{digits}f}"
+
+
+def _interval(s, digits=1):
+    """`mean ± half` in percent points, or just the mean for one seed."""
+    if math.isnan(s["half_width"]):
+        return _pct(s["mean"], digits)
+    return f"{_pct(s['mean'], digits)} ± {_pct(s['half_width'], digits)}"
+
+
+def _ci(s, digits=1):
+    if math.isnan(s["half_width"]):
+        return "-"
+    return f"[{_pct(s['low'], digits)}, {_pct(s['high'], digits)}]"
+
+
+def main_columns(result):
+    """The columns of the main table: per-severity noise columns go elsewhere."""
+    noises = result["config"]["noises"]
+    return [
+        c
+        for c in result["columns"]
+        if not (c.split(" ")[0] in noises and c.split(" ")[-1][:1] == "s" and " s" in c)
+    ]
+
+
+def _table(header, rows):
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def findings(result):
+    """Plain sentences: where a paired interval excludes zero and where not."""
+    base = result["config"]["baseline"]
+    lines = []
+    for model, diffs in result["differences"].items():
+        higher = [c for c in main_columns(result) if diffs[c]["verdict"] == "higher"]
+        lower = [c for c in main_columns(result) if diffs[c]["verdict"] == "lower"]
+        neutral = [
+            c
+            for c in main_columns(result)
+            if diffs[c]["verdict"] == "no difference shown"
+        ]
+        text = (
+            f"- **{model} vs {base}** ({len(diffs['clean']['seeds'])} paired seeds): "
+        )
+        parts = []
+        if higher:
+            parts.append(
+                "higher, interval excludes zero: "
+                + ", ".join(f"{c} ({_signed(diffs[c])})" for c in higher)
+            )
+        if lower:
+            parts.append(
+                "lower, interval excludes zero: "
+                + ", ".join(f"{c} ({_signed(diffs[c])})" for c in lower)
+            )
+        if neutral:
+            parts.append("interval includes zero: " + ", ".join(neutral))
+        lines.append(text + "; ".join(parts) + ".")
+    return lines
+
+
+def _signed(s):
+    return f"{100 * s['mean']:+.1f} [{100 * s['low']:+.1f}, {100 * s['high']:+.1f}]"
+
+
+def to_markdown(result):
+    config = result["config"]
+    evaluation = result["evaluation"]
+    models = result["models"]
+    columns = main_columns(result)
+    conf = int(round(100 * result["confidence"]))
+    seeds = ",".join(str(s) for s in config["seeds"])
+    lines = [
+        f"Study: {', '.join(config['models'])} x seeds {seeds} on "
+        f"`{config['dataset']}`; {config['epochs']} epochs on "
+        f"{config['train_limit'] or 'all'} training examples; evaluated on "
+        f"{evaluation['examples']} test examples ({evaluation['noise_source']}). "
+        f"Accuracy in %, mean ± half-width of the {conf}% Student-t interval "
+        "over seeds. Attacks in pixel space [0, 1], eps in units of 1/255; "
+        f"iterative attacks {evaluation['steps']} steps. `worst e` counts an "
+        "example as robust only if it survives every attack at eps e. Noise "
+        "columns are the mean over the severities; `c=` columns use an explicit "
+        "noise parameter.",
+        "",
+        "## Accuracy",
+        "",
+    ]
+    rows = [
+        [m] + [_interval(d["summary"][c]) for c in columns] for m, d in models.items()
+    ]
+    lines += _table(["model"] + columns, rows)
+    lines += [
+        "",
+        f"## Paired differences against {config['baseline']} (points, seed-matched)",
+        "",
+        f"Mean difference and its {conf}% interval; **bold** where the interval "
+        "excludes zero.",
+        "",
+    ]
+    rows = []
+    for model, diffs in result["differences"].items():
+        row = [model]
+        for c in columns:
+            cell = (
+                f"{_signed(diffs[c])}"
+                if not math.isnan(diffs[c]["half_width"])
+                else (f"{100 * diffs[c]['mean']:+.1f}")
+            )
+            row.append(
+                f"**{cell}**" if diffs[c]["verdict"] != "no difference shown" else cell
+            )
+        rows.append(row)
+    if rows:
+        lines += _table(["model"] + columns, rows)
+        lines += ["", "In words:", ""] + findings(result)
+    rel_columns = [c for c in columns if c != "clean"]
+    lines += [
+        "",
+        "## Relative to clean accuracy (robust / clean, %)",
+        "",
+    ]
+    rows = [
+        [m] + [_interval(d["relative"][c]) for c in rel_columns]
+        for m, d in models.items()
+    ]
+    lines += _table(["model"] + rel_columns, rows)
+    rows = []
+    for model, diffs in result["differences"].items():
+        rel = diffs["_relative"]
+        row = [model]
+        for c in rel_columns:
+            cell = _signed(rel[c]) if not math.isnan(rel[c]["half_width"]) else "-"
+            row.append(
+                f"**{cell}**" if rel[c]["verdict"] != "no difference shown" else cell
+            )
+        rows.append(row)
+    if rows:
+        lines += [
+            "",
+            f"Paired differences of the relative accuracy against "
+            f"{config['baseline']} (points):",
+            "",
+        ]
+        lines += _table(["model"] + rel_columns, rows)
+    severity_cols = [c for c in result["columns"] if c not in columns]
+    if severity_cols:
+        lines += ["", "## Noise by severity", ""]
+        rows = [
+            [m] + [_interval(d["summary"][c]) for c in severity_cols]
+            for m, d in models.items()
+        ]
+        lines += _table(["model"] + severity_cols, rows)
+    damped = {m: d["lambdas"] for m, d in models.items() if d["lambdas"]}
+    if damped:
+        lines += ["", "## Learned lambda per damped block (mean over seeds)", ""]
+        blocks = list(next(iter(damped.values())))
+        rows = [
+            [m] + [f"{lams[b]['mean']:.3f}" if b in lams else "-" for b in blocks]
+            for m, lams in damped.items()
+        ]
+        lines += _table(["model"] + blocks, rows)
+    lines += ["", "## Per run", ""]
+    rows = []
+    for m, d in models.items():
+        for seed, cols in d["runs"].items():
+            rows.append([m, seed] + [_pct(cols[c]) for c in columns])
+    lines += _table(["model", "seed"] + columns, rows)
+    return "\n".join(lines) + "\n"
+
+
+def plots(result, out_dir):
+    """accuracy_vs_eps.png, accuracy_vs_severity.png, noise_levels.png and
+    differences.png (a forest plot); returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    config = result["config"]
+    evaluation = result["evaluation"]
+    models = result["models"]
+    paths = []
+
+    def band(ax, xs, cols, summaries, label):
+        mean = [100 * summaries[c]["mean"] for c in cols]
+        low = [100 * summaries[c]["low"] for c in cols]
+        high = [100 * summaries[c]["high"] for c in cols]
+        (line,) = ax.plot(xs, mean, marker="o", label=label)
+        if not any(math.isnan(v) for v in low):
+            ax.fill_between(xs, low, high, alpha=0.2, color=line.get_color())
+
+    def save(fig, name):
+        fig.tight_layout()
+        paths.append(os.path.join(out_dir, name))
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+
+    attacks = evaluation["attacks"]
+    if attacks:
+        panels = attacks + ["worst"]
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(4 * len(panels), 3.3), squeeze=False
+        )
+        xs = [0] + [float(e) for e in evaluation["eps_255"]]
+        for ax, attack in zip(axes[0], panels):
+            cols = ["clean"] + [f"{attack} {e}" for e in evaluation["eps_255"]]
+            for m, d in models.items():
+                band(ax, xs, cols, d["summary"], m)
+            ax.set_title(
+                "worst case over attacks" if attack == "worst" else attack.upper()
+            )
+            ax.set_xlabel("eps (x 1/255)")
+            ax.set_ylabel("accuracy (%)")
+            ax.set_ylim(0, 100)
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=8)
+        save(fig, "accuracy_vs_eps.png")
+    noises = evaluation["noises"]
+    if noises:
+        fig, axes = plt.subplots(
+            1, len(noises), figsize=(4 * len(noises), 3.3), squeeze=False
+        )
+        xs = [0] + list(evaluation["severities"])
+        for ax, noise in zip(axes[0], noises):
+            cols = ["clean"] + [f"{noise} s{s}" for s in evaluation["severities"]]
+            for m, d in models.items():
+                band(ax, xs, cols, d["summary"], m)
+            ax.set_title(f"{noise} noise")
+            ax.set_xlabel("severity (0: clean)")
+            ax.set_ylabel("accuracy (%)")
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=8)
+        save(fig, "accuracy_vs_severity.png")
+    levels = evaluation.get("noise_levels") or {}
+    if levels:
+        fig, axes = plt.subplots(
+            1, len(levels), figsize=(4.5 * len(levels), 3.3), squeeze=False
+        )
+        for ax, (noise, values) in zip(axes[0], levels.items()):
+            xs = [0.0] + [float(v) for v in values]
+            cols = ["clean"] + [f"{noise} c={v}" for v in values]
+            for m, d in models.items():
+                band(ax, xs, cols, d["summary"], m)
+            ax.set_title(f"{noise} noise, explicit levels")
+            ax.set_xlabel("noise parameter c")
+            ax.set_ylabel("accuracy (%)")
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=8)
+        save(fig, "noise_levels.png")
+    differences = result["differences"]
+    if differences:
+        columns = main_columns(result)[:PLOT_COLUMNS_LIMIT]
+        fig, ax = plt.subplots(
+            figsize=(7, 0.32 * len(columns) * len(differences) + 1.5)
+        )
+        y = 0
+        ticks, labels = [], []
+        for i, (model, diffs) in enumerate(differences.items()):
+            for c in columns:
+                s = diffs[c]
+                x = 100 * s["mean"]
+                err = 0 if math.isnan(s["half_width"]) else 100 * s["half_width"]
+                ax.errorbar(
+                    x,
+                    y,
+                    xerr=err,
+                    fmt="o",
+                    color=f"C{i + 1}",
+                    capsize=3,
+                    label=model if c == columns[0] else None,
+                )
+                ticks.append(y)
+                labels.append(c)
+                y -= 1
+            y -= 1
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(ticks)
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_xlabel(
+            f"difference to {config['baseline']} (points, "
+            f"{int(100 * result['confidence'])}% interval)"
+        )
+        ax.legend(fontsize=8, loc="best")
+        ax.grid(alpha=0.3, axis="x")
+        save(fig, "differences.png")
+    lambdas = {m: d["lambdas"] for m, d in models.items() if d["lambdas"]}
+    if lambdas:
+        fig, ax = plt.subplots(figsize=(7, 3.3))
+        for m, lams in lambdas.items():
+            ax.plot(
+                range(1, len(lams) + 1),
+                [v["mean"] for v in lams.values()],
+                marker="o",
+                label=m,
+            )
+        ax.set_xlabel("damped block (input to output)")
+        ax.set_ylabel("learned lambda (mean over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, "lambdas.png")
+    return paths
+
+
+def _tag(column):
+    return "study/" + "".join(
+        ch if ch.isalnum() or ch in "._-=" else "_" for ch in column
+    )
+
+
+def write_tensorboard(result, log_dir):
+    """TensorBoard HParams: one session per run with its settings and metrics.
+
+    `log_dir` gets the experiment (hyperparameters and metrics); each run
+    becomes a session in `log_dir/<model>/seed<k>` whose metric scalars are
+    its study columns. Open `tensorboard --logdir OUT` to see them next to
+    the runs' own training curves (OUT/runs/...).
+    """
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    config = result["config"]
+    columns = main_columns(result)
+    hparams = {
+        "model": hp.HParam("model", hp.Discrete(config["models"])),
+        "seed": hp.HParam("seed", hp.Discrete([int(s) for s in config["seeds"]])),
+        "damping": hp.HParam(
+            "damping", hp.Discrete(["resnet", "in", "lambda_in", "cnn"])
+        ),
+        "epochs": hp.HParam("epochs", hp.IntInterval(1, 100000)),
+        "lr": hp.HParam("lr", hp.RealInterval(0.0, 100.0)),
+        "weight_decay": hp.HParam("weight_decay", hp.RealInterval(0.0, 1.0)),
+        "batch_size": hp.HParam("batch_size", hp.IntInterval(1, 1 << 20)),
+    }
+    metrics = [hp.Metric(_tag(c), display_name=c) for c in columns]
+    with tf.summary.create_file_writer(log_dir).as_default():
+        hp.hparams_config(hparams=list(hparams.values()), metrics=metrics)
+    for model, data in result["models"].items():
+        damping = "resnet"
+        for prefix in ("lambda_in", "in", "cnn"):
+            if model.startswith(prefix + "_") or model.startswith(prefix):
+                damping = prefix
+                break
+        for seed, cols in data["runs"].items():
+            writer = tf.summary.create_file_writer(
+                os.path.join(log_dir, model, f"seed{seed}")
+            )
+            with writer.as_default():
+                hp.hparams(
+                    {
+                        hparams["model"]: model,
+                        hparams["seed"]: int(seed),
+                        hparams["damping"]: damping,
+                        hparams["epochs"]: config["epochs"],
+                        hparams["lr"]: config["lr"],
+                        hparams["weight_decay"]: config["weight_decay"],
+                        hparams["batch_size"]: config["batch_size"],
+                    },
+                    trial_id=f"{model}/seed{seed}",
+                )
+                for c in columns:
+                    tf.summary.scalar(_tag(c), cols[c], step=0)
+            writer.close()
+
+
+def write_outputs(config, result):
+    """Writes study.json, study.md, plots/ and tb/ into the study folder."""
+    import shutil
+
+    out = config.out
+    with open(os.path.join(out, "study.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(out, "study.md"), "w") as f:
+        f.write(to_markdown(result))
+    plots(result, os.path.join(out, "plots"))
+    shutil.rmtree(os.path.join(out, "tb"), ignore_errors=True)
+    write_tensorboard(result, os.path.join(out, "tb"))

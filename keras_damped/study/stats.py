@@ -1,0 +1,192 @@
+"""Statistics over seeds: means, Student-t intervals, seed-matched differences."""
+
+import math
+
+import numpy as np
+
+CONFIDENCE = 0.95
+
+
+def summarize(values, confidence=CONFIDENCE):
+    """Mean, sample standard deviation and the Student-t interval of the mean.
+
+    Formula:
+    ```python
+    mean = sum(x) / n
+    sd = sqrt(sum((x - mean) ** 2) / (n - 1))
+    half_width = t(1 - (1 - confidence) / 2, n - 1) * sd / sqrt(n)
+    ```
+    With one value the spread and the interval are undefined (NaN).
+
+    Returns:
+        A dict with `n`, `mean`, `sd`, `half_width`, `low`, `high`.
+    """
+    from scipy import stats
+
+    x = np.asarray([float(v) for v in values], dtype="float64")
+    n = int(x.size)
+    if n == 0:
+        raise ValueError("summarize needs at least one value. Received: values=[]")
+    mean = float(x.mean())
+    if n < 2:
+        sd = half = math.nan
+    else:
+        sd = float(x.std(ddof=1))
+        half = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n))
+    return {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "half_width": half,
+        "low": mean - half,
+        "high": mean + half,
+    }
+
+
+def paired_difference(values, baseline, confidence=CONFIDENCE):
+    """`summarize` of the seed-matched differences `values[s] - baseline[s]`.
+
+    Args:
+        values, baseline: {seed: value}; only seeds present in both count.
+
+    Returns:
+        The summary dict plus `seeds` (the matched seeds) and `verdict`:
+        `"higher"` or `"lower"` where the interval excludes zero, else
+        `"no difference shown"` (also with fewer than two matched seeds).
+    """
+    seeds = sorted(set(values) & set(baseline))
+    if not seeds:
+        raise ValueError(
+            "paired_difference needs seeds common to both models. Received "
+            f"seeds {sorted(values)} and {sorted(baseline)}."
+        )
+    result = summarize([values[s] - baseline[s] for s in seeds], confidence)
+    result["seeds"] = seeds
+    result["verdict"] = verdict(result)
+    return result
+
+
+def verdict(summary):
+    if math.isnan(summary["half_width"]):
+        return "no difference shown"
+    if summary["low"] > 0:
+        return "higher"
+    if summary["high"] < 0:
+        return "lower"
+    return "no difference shown"
+
+
+def run_columns(entry, settings):
+    """The columns of one evaluated run: {name: accuracy in [0, 1]}.
+
+    `clean`; `<noise>` (mean over severities) and `<noise> s<k>`;
+    `<noise> c=<level>` for explicit levels; `<attack> <eps>`; and
+    `worst <eps>`, the fraction of examples that survive every attack at
+    that eps (the AND of the per-example masks).
+    """
+    from keras_damped.robustness.evaluate import unpack_mask
+
+    columns = {"clean": entry["clean"]}
+    for noise in settings["noises"]:
+        columns[noise] = entry["noises"][noise]["mean"]
+    for noise, by_level in entry.get("noise_levels", {}).items():
+        for level, acc in by_level.items():
+            columns[f"{noise} c={level}"] = acc
+    for noise in settings["noises"]:
+        for severity in settings["severities"]:
+            columns[f"{noise} s{severity}"] = entry["noises"][noise][str(severity)]
+    count = settings["examples"]
+    for attack in settings["attacks"]:
+        for e in settings["eps_255"]:
+            columns[f"{attack} {e}"] = entry["attacks"][attack][e]
+    if settings["attacks"]:
+        for e in settings["eps_255"]:
+            survive = np.ones(count, dtype=bool)
+            for attack in settings["attacks"]:
+                survive &= unpack_mask(entry["masks"]["attacks"][attack][e], count)
+            columns[f"worst {e}"] = float(survive.mean())
+    return columns
+
+
+def summarize_study(config, reports):
+    """The study result from `{(model, seed): RobustnessReport}`.
+
+    Returns a dict with `config`, `columns` (in table order), per model
+    `runs` ({seed: columns}), `summary` and `relative` ({column: summary},
+    the latter of accuracy / clean accuracy), `lambdas` (per block, mean and
+    per seed), and `differences` ({model: {column: paired summary}})
+    against the baseline.
+    """
+    models = {}
+    columns = None
+    settings = None
+    for (model, seed), report in reports.items():
+        (entry,) = report.data["models"].values()
+        settings = report.data["settings"]
+        cols = run_columns(entry, settings)
+        columns = columns or list(cols)
+        models.setdefault(model, {"runs": {}})["runs"][seed] = cols
+    for model, data in models.items():
+        runs = data["runs"]
+        data["summary"] = {c: summarize([r[c] for r in runs.values()]) for c in columns}
+        data["relative"] = {
+            c: summarize(
+                [r[c] / r["clean"] if r["clean"] else 0.0 for r in runs.values()]
+            )
+            for c in columns
+            if c != "clean"
+        }
+        data["lambdas"] = _lambdas(config, model, sorted(runs))
+    base = models[config.baseline]["runs"]
+    differences = {}
+    for model, data in models.items():
+        if model == config.baseline:
+            continue
+        differences[model] = {
+            c: paired_difference(
+                {s: r[c] for s, r in data["runs"].items()},
+                {s: r[c] for s, r in base.items()},
+            )
+            for c in columns
+        }
+        differences[model]["_relative"] = {
+            c: paired_difference(
+                {s: r[c] / r["clean"] for s, r in data["runs"].items()},
+                {s: r[c] / r["clean"] for s, r in base.items()},
+            )
+            for c in columns
+            if c != "clean"
+        }
+    return {
+        "config": config.to_dict(),
+        "evaluation": settings,
+        "confidence": CONFIDENCE,
+        "columns": columns,
+        "models": {
+            m: {**d, "runs": {str(s): r for s, r in d["runs"].items()}}
+            for m, d in models.items()
+        },
+        "differences": differences,
+    }
+
+
+def _lambdas(config, model, seeds):
+    """{block: {"mean": ..., "seeds": {seed: lambda}}} of the trained models."""
+    import os
+
+    import keras
+
+    from keras_damped.models import damping_values
+    from keras_damped.study.config import run_dir
+
+    per_block = {}
+    for seed in seeds:
+        path = os.path.join(run_dir(config.out, model, seed), "model.keras")
+        trained = keras.saving.load_model(path, compile=False)
+        for block, value in damping_values(trained).items():
+            value = float(np.mean(np.asarray(value, dtype="float64")))
+            per_block.setdefault(block, {})[str(seed)] = value
+    return {
+        block: {"mean": float(np.mean(list(v.values()))), "seeds": v}
+        for block, v in per_block.items()
+    }
