@@ -28,6 +28,7 @@ from keras_damped.models import damp  # noqa: E402
 from keras_damped.models import damped_adds  # noqa: E402
 from keras_damped.models import damping_values  # noqa: E402
 from keras_damped.models import list_models  # noqa: E402
+from keras_damped.models import load_reference_weights  # noqa: E402
 from keras_damped.optimizers import ReferenceSGD  # noqa: E402
 
 __version__ = "0.1.0"
@@ -45,4 +46,5 @@ __all__ = [
     "damped_adds",
     "damping_values",
     "list_models",
+    "load_reference_weights",
 ]

@@ -1,7 +1,10 @@
 """An independent plain-Keras pre-activation ResNet (keras.layers.Add only).
 
 Written without keras_damped so that the damped models can be checked
-against it on identical weights.
+against it on identical weights. Strided 3x3 convolutions pad explicitly
+(`ZeroPadding2D(1)` then "valid"), as the reference's PyTorch `padding=1`
+and `keras.applications` do, not with TensorFlow's "same" (0 before and 1
+after at stride 2 on an even size).
 """
 
 import keras
@@ -31,11 +34,12 @@ def plain_preact_resnet(depth, num_classes, input_shape, drop_damped_shortcuts=F
                     momentum=0.9, epsilon=1e-5, name=f"{name}_bn{unit}"
                 )(h)
                 h = keras.layers.ReLU()(h)
+                h = keras.layers.ZeroPadding2D(1)(h)
                 h = keras.layers.Conv2D(
                     filters,
                     3,
                     strides=unit_stride,
-                    padding="same",
+                    padding="valid",
                     use_bias=False,
                     name=f"{name}_conv{unit}",
                 )(h)
