@@ -10,7 +10,10 @@ reports for each pair the median over rounds of the training-step speed-up
   rounds, the library's undamped `resnet110` vs the same plain network,
   which separates the library's cost from the damping's;
 - `in_resnet110` mixed_bfloat16 vs float32: target >= 1.5 (aim 2);
-- `in_resnet110` float32 with XLA vs graph mode: decides `--jit-compile auto`.
+- `in_resnet110` float32 with XLA vs graph mode: decides `--jit-compile auto`;
+- `in_resnet110` with the reference's symmetric padding (an explicit pad
+  before each strided 3x3 convolution) vs TensorFlow's "same" (what models
+  saved before the padding fix use): the pad's cost, target >= 0.99.
 
     python benchmarks/speedups.py
     python benchmarks/speedups.py --quick      # the same pairs on ResNet-20
@@ -33,6 +36,10 @@ GROUPS = (
         (("in", "mixed_bfloat16", False), IN_F32),
     ),
     ((("XLA vs graph mode, float32", 0, 1),), (("in", "float32", True), IN_F32)),
+    (
+        (("symmetric vs same padding, float32", 0, 1),),
+        (IN_F32, ("in_same", "float32", False)),
+    ),
 )
 
 
@@ -46,6 +53,8 @@ def build(kind, precision, jit, depth):
     try:
         if kind == "keras":
             model = _common.plain_keras_resnet(depth)
+        elif kind == "in_same":
+            model = create_model(f"in_resnet{depth}", padding="same")
         else:
             model = create_model(f"{'in_' if kind == 'in' else ''}resnet{depth}")
     finally:
@@ -54,8 +63,9 @@ def build(kind, precision, jit, depth):
 
 
 def label(kind, precision, jit, depth):
-    prefix = {"keras": "keras_", "in": "in_", "plain": ""}[kind]
-    return f"{prefix}resnet{depth} {precision}{' XLA' if jit else ''}"
+    prefix = {"keras": "keras_", "in": "in_", "in_same": "in_", "plain": ""}[kind]
+    padding = " same-padding" if kind == "in_same" else ""
+    return f"{prefix}resnet{depth}{padding} {precision}{' XLA' if jit else ''}"
 
 
 def main():
