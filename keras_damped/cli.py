@@ -328,9 +328,6 @@ def _evaluate(args):
 
 def _add_study_parser(sub):
     from keras_damped.study.config import StudyConfig
-    from keras_damped.training.config import JIT_CHOICES
-    from keras_damped.training.config import PRECISIONS
-    from keras_damped.training.schedules import SCHEDULES
 
     d = StudyConfig(models=[], seeds=[], out="")
     study = sub.add_parser(
@@ -353,21 +350,13 @@ def _add_study_parser(sub):
     )
     study.add_argument("--dataset", default=d.dataset)
     study.add_argument("--epochs", type=int, default=d.epochs)
+    _add_training_options(study)
     study.add_argument(
         "--train-limit",
         type=int,
         default=None,
         help="train on the first N training examples (default: all)",
     )
-    study.add_argument("--batch-size", type=int, default=d.batch_size)
-    study.add_argument("--lr", type=float, default=d.lr)
-    study.add_argument("--momentum", type=float, default=d.momentum)
-    study.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    study.add_argument("--no-decay-damping", dest="decay_damping", action="store_false")
-    study.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
-    study.add_argument("--augment", default=d.augment, help="paper, standard or none")
-    study.add_argument("--precision", choices=PRECISIONS, default=d.precision)
-    study.add_argument("--jit-compile", choices=JIT_CHOICES, default=d.jit_compile)
     study.add_argument(
         "--attacks", default="fgsm,pgd", help="comma-separated, or 'none'"
     )
@@ -461,12 +450,47 @@ def _study(args):
     )
 
 
-def _add_train_parser(sub):
-    from keras_damped.training.config import DISTRIBUTE_CHOICES
+def _add_training_options(parser):
+    """The training hyperparameters `train` and `study` share (TrainConfig's)."""
     from keras_damped.training.config import JIT_CHOICES
     from keras_damped.training.config import PRECISIONS
     from keras_damped.training.config import TrainConfig
     from keras_damped.training.schedules import SCHEDULES
+
+    defaults = TrainConfig()
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="global batch size (split across replicas)",
+    )
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--momentum", type=float, default=defaults.momentum)
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=defaults.weight_decay,
+        help="coupled L2 decay, as the reference's PyTorch SGD",
+    )
+    parser.add_argument(
+        "--no-decay-damping",
+        dest="decay_damping",
+        action="store_false",
+        help="do not apply weight decay to the damping weights",
+    )
+    parser.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
+    parser.add_argument(
+        "--augment", default=defaults.augment, help="paper, standard or none"
+    )
+    parser.add_argument(
+        "--jit-compile", choices=JIT_CHOICES, default=defaults.jit_compile
+    )
+    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
+
+
+def _add_train_parser(sub):
+    from keras_damped.training.config import DISTRIBUTE_CHOICES
+    from keras_damped.training.config import TrainConfig
 
     defaults = TrainConfig()
     train = sub.add_parser(
@@ -486,34 +510,7 @@ def _add_train_parser(sub):
     )
     train.add_argument("--run-dir", required=True, help="the run folder to write")
     train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.batch_size,
-        help="global batch size (split across replicas)",
-    )
-    train.add_argument("--lr", type=float, default=defaults.lr)
-    train.add_argument("--momentum", type=float, default=defaults.momentum)
-    train.add_argument(
-        "--weight-decay",
-        type=float,
-        default=defaults.weight_decay,
-        help="coupled L2 decay, as the reference's PyTorch SGD",
-    )
-    train.add_argument(
-        "--no-decay-damping",
-        dest="decay_damping",
-        action="store_false",
-        help="do not apply weight decay to the damping weights",
-    )
-    train.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
-    train.add_argument(
-        "--augment", default=defaults.augment, help="paper, standard or none"
-    )
-    train.add_argument(
-        "--jit-compile", choices=JIT_CHOICES, default=defaults.jit_compile
-    )
-    train.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
+    _add_training_options(train)
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument(
         "--limit", type=int, default=None, help="train on the first N training examples"

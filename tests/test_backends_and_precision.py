@@ -1,11 +1,9 @@
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
+from jax_subprocess import run_on_jax
 
 from keras_damped import create_model
 from keras_damped import damped_adds
@@ -33,16 +31,7 @@ def test_in_resnet20_runs_on_jax():
         assert "tensorflow" not in sys.modules, "layers must not import TF"
         print("JAX-OK", len(after))
     """)
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "JAX-OK 6" in result.stdout
+    run_on_jax(script, marker="JAX-OK 6")
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])

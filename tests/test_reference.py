@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from jax_subprocess import run_on_jax
 from numpy_reference import batch_norm
 from numpy_reference import conv2d
 from numpy_reference import reference_logits
@@ -341,8 +342,6 @@ def test_undamped_blocks_ks_are_ignored(rng):
 
 def test_strided_padding_on_jax():
     """keras.ops only: the same symmetric padding on the JAX backend (and jit)."""
-    import subprocess
-    import sys
     import textwrap
 
     script = textwrap.dedent("""
@@ -378,13 +377,4 @@ def test_strided_padding_on_jax():
                 assert err < 1e-4, (size, err)
         print("JAX-PADDING-OK")
     """)
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-c", script, os.path.dirname(__file__)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "JAX-PADDING-OK" in result.stdout
+    run_on_jax(script, os.path.dirname(__file__), marker="JAX-PADDING-OK")

@@ -212,58 +212,63 @@ def plots(result, out_dir):
         fig.savefig(paths[-1], dpi=100)
         plt.close(fig)
 
-    attacks = evaluation["attacks"]
-    if attacks:
-        panels = attacks + ["worst"]
+    def panels(name, items, xlabel):
+        """One panel per (title, xs, columns), a band per model in each."""
         fig, axes = plt.subplots(
-            1, len(panels), figsize=(4 * len(panels), 3.3), squeeze=False
+            1, len(items), figsize=(4.2 * len(items), 3.3), squeeze=False
         )
-        xs = [0] + [float(e) for e in evaluation["eps_255"]]
-        for ax, attack in zip(axes[0], panels):
-            cols = ["clean"] + [f"{attack} {e}" for e in evaluation["eps_255"]]
+        for ax, (title, xs, cols) in zip(axes[0], items):
             for m, d in models.items():
                 band(ax, xs, cols, d["summary"], m)
-            ax.set_title(
-                "worst case over attacks" if attack == "worst" else attack.upper()
-            )
-            ax.set_xlabel("eps (x 1/255)")
-            ax.set_ylabel("accuracy (%)")
-            ax.set_ylim(0, 100)
-            ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=8)
-        save(fig, "accuracy_vs_eps.png")
-    noises = evaluation["noises"]
-    if noises:
-        fig, axes = plt.subplots(
-            1, len(noises), figsize=(4 * len(noises), 3.3), squeeze=False
-        )
-        xs = [0] + list(evaluation["severities"])
-        for ax, noise in zip(axes[0], noises):
-            cols = ["clean"] + [f"{noise} s{s}" for s in evaluation["severities"]]
-            for m, d in models.items():
-                band(ax, xs, cols, d["summary"], m)
-            ax.set_title(f"{noise} noise")
-            ax.set_xlabel("severity (0: clean)")
+            ax.set_title(title)
+            ax.set_xlabel(xlabel)
             ax.set_ylabel("accuracy (%)")
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=8)
-        save(fig, "accuracy_vs_severity.png")
+        save(fig, name)
+
+    eps = evaluation["eps_255"]
+    if evaluation["attacks"]:
+        panels(
+            "accuracy_vs_eps.png",
+            [
+                (
+                    "worst case over attacks" if a == "worst" else a.upper(),
+                    [0] + [float(e) for e in eps],
+                    ["clean"] + [f"{a} {e}" for e in eps],
+                )
+                for a in evaluation["attacks"] + ["worst"]
+            ],
+            "eps (x 1/255, 0: clean)",
+        )
+    severities = evaluation["severities"]
+    if evaluation["noises"]:
+        panels(
+            "accuracy_vs_severity.png",
+            [
+                (
+                    f"{noise} noise",
+                    [0] + list(severities),
+                    ["clean"] + [f"{noise} s{s}" for s in severities],
+                )
+                for noise in evaluation["noises"]
+            ],
+            "severity (0: clean)",
+        )
     levels = evaluation.get("noise_levels") or {}
     if levels:
-        fig, axes = plt.subplots(
-            1, len(levels), figsize=(4.5 * len(levels), 3.3), squeeze=False
+        panels(
+            "noise_levels.png",
+            [
+                (
+                    f"{noise} noise beyond the severities",
+                    [0.0] + [float(v) for v in values],
+                    ["clean"] + [f"{noise} c={v}" for v in values],
+                )
+                for noise, values in levels.items()
+            ],
+            "noise parameter c (0: clean)",
         )
-        for ax, (noise, values) in zip(axes[0], levels.items()):
-            xs = [0.0] + [float(v) for v in values]
-            cols = ["clean"] + [f"{noise} c={v}" for v in values]
-            for m, d in models.items():
-                band(ax, xs, cols, d["summary"], m)
-            ax.set_title(f"{noise} noise, explicit levels")
-            ax.set_xlabel("noise parameter c")
-            ax.set_ylabel("accuracy (%)")
-            ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=8)
-        save(fig, "noise_levels.png")
     differences = result["differences"]
     if differences:
         columns = main_columns(result)[:PLOT_COLUMNS_LIMIT]

@@ -1,0 +1,410 @@
+"""`keras-damped study`: statistics, resume after a kill, outputs, TensorBoard."""
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from keras_damped import cli
+from keras_damped.robustness.evaluate import pack_mask
+from keras_damped.robustness.evaluate import unpack_mask
+from keras_damped.study import StudyConfig
+from keras_damped.study import StudyExistsError
+from keras_damped.study import paired_difference
+from keras_damped.study import run_study
+from keras_damped.study import summarize
+from keras_damped.study.recipes import CIFAR10_PAPER
+from keras_damped.study.stats import run_columns
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Student t quantiles t(0.975, df) from printed tables.
+T975 = {1: 12.7062, 2: 4.3027, 4: 2.7764}
+
+
+# --- statistics against hand-computed values ------------------------------------
+
+
+def test_summarize_matches_hand_computation():
+    s = summarize([0.80, 0.90, 0.85])
+    # mean 0.85; deviations -0.05, 0.05, 0 -> sd = sqrt(0.005 / 2) = 0.05
+    assert s["n"] == 3 and s["mean"] == pytest.approx(0.85)
+    assert s["sd"] == pytest.approx(0.05)
+    half = T975[2] * 0.05 / np.sqrt(3)
+    assert s["half_width"] == pytest.approx(half, rel=1e-4)
+    assert (s["low"], s["high"]) == pytest.approx((0.85 - half, 0.85 + half), rel=1e-4)
+    two = summarize([1.0, 3.0])  # sd = sqrt(2), half = t(1) * sqrt(2) / sqrt(2)
+    assert two["half_width"] == pytest.approx(T975[1], rel=1e-4)
+    five = summarize([2, 4, 4, 4, 6])  # sd = sqrt(8 / 4)
+    assert five["half_width"] == pytest.approx(T975[4] * np.sqrt(2) / np.sqrt(5), 1e-4)
+
+
+def test_one_seed_has_no_interval():
+    s = summarize([0.7])
+    assert s["mean"] == 0.7 and np.isnan(s["sd"]) and np.isnan(s["half_width"])
+    with pytest.raises(ValueError, match="at least one value"):
+        summarize([])
+
+
+def test_paired_differences_are_seed_matched():
+    model = {0: 0.50, 1: 0.60, 2: 0.70, 3: 0.99}  # seed 3 has no partner
+    base = {0: 0.40, 1: 0.45, 2: 0.50, 7: 0.10}
+    d = paired_difference(model, base)
+    # differences 0.10, 0.15, 0.20: mean 0.15, sd 0.05
+    assert d["seeds"] == [0, 1, 2]
+    assert d["mean"] == pytest.approx(0.15) and d["sd"] == pytest.approx(0.05)
+    assert d["low"] == pytest.approx(0.15 - T975[2] * 0.05 / np.sqrt(3), rel=1e-4)
+    assert d["verdict"] == "higher"
+    # -0.20, -0.25, -0.25: mean -0.2333, sd 0.0289, half 4.3027 * 0.0289 / 1.732
+    worse = paired_difference({0: 0.3, 1: 0.2, 2: 0.25}, {0: 0.5, 1: 0.45, 2: 0.5})
+    assert worse["high"] == pytest.approx(-0.7 / 3 + T975[2] * 0.05 / 3, rel=1e-3)
+    assert worse["verdict"] == "lower"
+    # Two seeds, -0.20 and -0.25: t(1) = 12.7 makes the interval include zero.
+    two = paired_difference({0: 0.3, 1: 0.2}, {0: 0.5, 1: 0.45})
+    assert two["low"] < 0 < two["high"] and two["verdict"] == "no difference shown"
+    mixed = paired_difference({0: 0.5, 1: 0.4, 2: 0.6}, {0: 0.45, 1: 0.45, 2: 0.5})
+    assert (
+        mixed["low"] < 0 < mixed["high"] and mixed["verdict"] == "no difference shown"
+    )
+    with pytest.raises(ValueError, match="common"):
+        paired_difference({0: 1.0}, {1: 1.0})
+
+
+def test_worst_case_is_the_and_of_the_per_example_masks():
+    fgsm = np.array([1, 1, 0, 1, 1, 0, 1, 1], bool)
+    pgd = np.array([1, 0, 1, 1, 1, 0, 1, 0], bool)
+    entry = {
+        "clean": 1.0,
+        "noises": {},
+        "attacks": {"fgsm": {"8": fgsm.mean()}, "pgd": {"8": pgd.mean()}},
+        "masks": {
+            "attacks": {"fgsm": {"8": pack_mask(fgsm)}, "pgd": {"8": pack_mask(pgd)}}
+        },
+    }
+    settings = {
+        "noises": [],
+        "severities": [],
+        "attacks": ["fgsm", "pgd"],
+        "eps_255": ["8"],
+        "examples": 8,
+    }
+    columns = run_columns(entry, settings)
+    assert columns["fgsm 8"] == 0.75 and columns["pgd 8"] == 0.625
+    assert columns["worst 8"] == 0.5  # below the weaker of the two (0.625)
+    np.testing.assert_array_equal(unpack_mask(pack_mask(fgsm), 8), fgsm)
+
+
+# --- a tiny real study: killed, resumed, reused ---------------------------------
+
+TINY = [
+    "--models",
+    "resnet20,in_resnet20",
+    "--seeds",
+    "0,1",
+    "--dataset",
+    "fashion_mnist",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "32",
+    "--train-limit",
+    "256",
+    "--attacks",
+    "fgsm,pgd",
+    "--eps",
+    "2,8",
+    "--noises",
+    "gaussian,impulse",
+    "--severities",
+    "1,5",
+    "--noise-levels",
+    "gaussian=0.3",
+    "--limit",
+    "48",
+]
+
+
+def _study_cli(out):
+    return [sys.executable, "-m", "keras_damped.cli", "study", *TINY, "--out", out]
+
+
+@pytest.fixture(scope="module")
+def resumed_study(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("study") / "fm")
+    meta = os.path.join(
+        out, "runs", "resnet20", "seed0", "checkpoints", "training_metadata.json"
+    )
+    process = subprocess.Popen(_study_cli(out), stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if os.path.exists(meta):
+            with open(meta) as f:
+                if json.loads(f.read() or "{}").get("epoch", 0) >= 1:
+                    break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(os.path.join(out, "study.json"))
+    rerun = subprocess.run(_study_cli(out), capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    return out, rerun.stdout
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study):
+    out, log = resumed_study
+    assert "[train 1/4] resnet20 seed 0: resuming" in log
+    with open(os.path.join(out, "runs", "resnet20", "seed0", "config.json")) as f:
+        assert json.load(f)["resumed_at_epoch"] >= 1
+    for model in ("resnet20", "in_resnet20"):
+        for seed in (0, 1):
+            assert os.path.isfile(
+                os.path.join(out, "runs", model, f"seed{seed}", "model.keras")
+            )
+    assert "about" in log and "elapsed" in log  # progress with an estimate
+    again = subprocess.run(_study_cli(out), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("finished earlier, reused") == 4
+    assert again.stdout.count(": reused") == 4  # the evaluations
+
+
+@pytest.mark.slow
+def test_another_configuration_is_refused_without_overwrite(resumed_study):
+    out, _ = resumed_study
+    path = os.path.join(out, "study_config.json")
+    before = open(path).read()
+    config = StudyConfig.from_json(path)
+    config.epochs = 4
+    with pytest.raises(StudyExistsError, match=r"'epochs': \(3, 4\)"):
+        run_study(config)
+    assert open(path).read() == before
+    code = cli.main(["study", *TINY, "--eps", "4", "--out", out])
+    assert code == 2 and open(path).read() == before
+
+
+@pytest.mark.slow
+def test_study_statistics_agree_with_the_run_reports(resumed_study):
+    out, _ = resumed_study
+    with open(os.path.join(out, "study.json")) as f:
+        study = json.load(f)
+    reports = {}
+    for model in ("resnet20", "in_resnet20"):
+        for seed in (0, 1):
+            path = os.path.join(
+                out, "runs", model, f"seed{seed}", "eval", "report.json"
+            )
+            with open(path) as f:
+                reports[model, seed] = json.load(f)
+    settings = [r["settings"] for r in reports.values()]
+    for key in ("examples", "seed", "noise_source", "noise_levels", "eps"):
+        assert len({json.dumps(s[key]) for s in settings}) == 1  # same evaluation
+    for model in ("resnet20", "in_resnet20"):
+        entries = [next(iter(reports[model, s]["models"].values())) for s in (0, 1)]
+        pgd = [e["attacks"]["pgd"]["8"] for e in entries]
+        summary = study["models"][model]["summary"]
+        assert summary["pgd 8"]["mean"] == pytest.approx(np.mean(pgd))
+        worst = [
+            np.mean(
+                unpack_mask(e["masks"]["attacks"]["fgsm"]["8"], 48)
+                & unpack_mask(e["masks"]["attacks"]["pgd"]["8"], 48)
+            )
+            for e in entries
+        ]
+        assert summary["worst 8"]["mean"] == pytest.approx(np.mean(worst))
+        assert (
+            summary["worst 8"]["mean"]
+            <= min(summary["pgd 8"]["mean"], summary["fgsm 8"]["mean"]) + 1e-12
+        )
+        assert summary["gaussian c=0.3"]["n"] == 2
+    diff = study["differences"]["in_resnet20"]["clean"]
+    runs = study["models"]
+    expected = [
+        runs["in_resnet20"]["runs"][s]["clean"] - runs["resnet20"]["runs"][s]["clean"]
+        for s in ("0", "1")
+    ]
+    assert diff["mean"] == pytest.approx(np.mean(expected))
+    lams = study["models"]["in_resnet20"]["lambdas"]
+    assert len(lams) == 6 and not study["models"]["resnet20"]["lambdas"]
+    with open(os.path.join(out, "study.md")) as f:
+        text = f.read()
+    assert "Paired differences against resnet20" in text and "In words:" in text
+    for name in (
+        "accuracy_vs_eps",
+        "accuracy_vs_severity",
+        "noise_levels",
+        "differences",
+        "lambdas",
+    ):
+        assert os.path.getsize(os.path.join(out, "plots", f"{name}.png")) > 1000
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http(port, path, body=None):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_the_hparams_and_the_damping(resumed_study):
+    out, _ = resumed_study
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            out,
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--load_fast",
+            "false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        groups = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                groups = _http(
+                    port,
+                    "/data/plugin/hparams/session_groups",
+                    {
+                        "experimentName": "",
+                        "startIndex": 0,
+                        "sliceSize": 100,
+                        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
+                        "colParams": [],
+                    },
+                )["sessionGroups"]
+            except OSError:
+                groups = []
+            if len(groups) == 4:
+                break
+            time.sleep(1)
+        experiment = _http(
+            port, "/data/plugin/hparams/experiment", {"experimentName": ""}
+        )
+        with open(os.path.join(out, "study.json")) as f:
+            study = json.load(f)
+        tags = _http(port, "/data/plugin/scalars/tags")
+        run = "runs/in_resnet20/seed1/tb/damping"
+        points = _http(
+            port, f"/data/plugin/scalars/scalars?run={run}&tag=damping/stage3_block3"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    names = {h["name"] for h in experiment["hparamInfos"]}
+    assert {"model", "seed", "damping", "epochs", "lr"} <= names
+    metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+    assert {"study/clean", "study/pgd_8", "study/worst_8"} <= metrics
+    assert sorted(g["name"] for g in groups) == [
+        "in_resnet20/seed0",
+        "in_resnet20/seed1",
+        "resnet20/seed0",
+        "resnet20/seed1",
+    ]
+    group = next(g for g in groups if g["name"] == "in_resnet20/seed1")
+    assert group["hparams"]["damping"] == "in" and group["hparams"]["seed"] == 1
+    clean = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}["study/clean"]
+    assert clean == pytest.approx(study["models"]["in_resnet20"]["runs"]["1"]["clean"])
+    # The training run's damping scalars, next to the study's sessions: the
+    # last epoch's value is the trained model's lambda.
+    assert "damping/stage1_block2" in tags[run]
+    assert [p[1] for p in points] == [0, 1, 2]
+    lam = study["models"]["in_resnet20"]["lambdas"]["stage3_block3"]["seeds"]["1"]
+    assert points[-1][2] == pytest.approx(lam, abs=1e-6)
+
+
+# --- arguments and the CIFAR-10 recipe -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--models", "resnet20,resnet21"], r"Unknown model\(s\) \['resnet21'\]"),
+        (["--models", "resnet20", "--seeds", "0,x"], "--seeds must be comma-separated"),
+        (["--models", "resnet20", "--seeds", "1,1"], "distinct integers"),
+        (["--models", "resnet20", "--baseline", "in_resnet20"], "baseline must be one"),
+        (["--models", "resnet20", "--noise-levels", "gaussian:0.3"], "noise=c1,c2"),
+        (["--models", "resnet20", "--noise-levels", "impulse=2"], "<= 1"),
+        (["--models", "resnet20", "--attacks", "apgd"], "Unknown attack"),
+        (["--models", "resnet20", "--epochs", "0"], "epochs must be a positive"),
+    ],
+)
+def test_bad_study_arguments_fail_before_any_work(args, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["study", *args, "--out", str(out)]) == 2
+    assert not out.exists()
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_readme_shows_the_cifar10_recipe():
+    with open(os.path.join(REPO, "README.md")) as f:
+        assert CIFAR10_PAPER in f.read()
+
+
+@pytest.mark.slow
+def test_cifar10_recipe_end_to_end_on_mock_data(tmp_path, capsys):
+    """The recipe's command, scaled down (models, seeds, epochs, examples), on
+    TFDS mock data: the CIFAR-10 path, normalisation, schedule, augmentation
+    and the CIFAR-10-C files through TFDS."""
+    argv = shlex.split(CIFAR10_PAPER)[1:]
+    argv += [
+        "--models",
+        "resnet20,in_resnet20",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "32",
+        "--limit",
+        "16",
+        "--eps",
+        "8",
+        "--attacks",
+        "fgsm,pgd",
+        "--severities",
+        "5",
+        "--out",
+        str(tmp_path / "c10"),
+        "--data-dir",
+        str(tmp_path / "tfds"),
+    ]
+    with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path / "tfds")):
+        assert cli.main(argv) == 0
+    with open(tmp_path / "c10" / "study.json") as f:
+        study = json.load(f)
+    assert study["config"]["dataset"] == "cifar10"
+    assert (
+        study["config"]["schedule"] == "paper" and study["config"]["augment"] == "paper"
+    )
+    assert "TFDS cifar10_corrupted" in study["evaluation"]["noise_source"]
+    assert set(study["models"]) == {"resnet20", "in_resnet20"}
+    assert "gaussian s5" in study["columns"] and "ifgsm 8" not in study["columns"]
