@@ -120,7 +120,7 @@ TINY = [
     "--attacks",
     "fgsm,pgd",
     "--eps",
-    "2,8",
+    "8",
     "--noises",
     "gaussian,impulse",
     "--severities",
@@ -159,6 +159,7 @@ def resumed_study(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_study")
 def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study):
     out, log = resumed_study
     assert "[train 1/4] resnet20 seed 0: resuming" in log
@@ -177,6 +178,7 @@ def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_study")
 def test_another_configuration_is_refused_without_overwrite(resumed_study):
     out, _ = resumed_study
     path = os.path.join(out, "study_config.json")
@@ -191,6 +193,7 @@ def test_another_configuration_is_refused_without_overwrite(resumed_study):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_study")
 def test_study_statistics_agree_with_the_run_reports(resumed_study):
     out, _ = resumed_study
     with open(os.path.join(out, "study.json")) as f:
@@ -263,6 +266,7 @@ def _http(port, path, body=None):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_study")
 def test_tensorboard_serves_the_hparams_and_the_damping(resumed_study):
     out, _ = resumed_study
     port = _free_port()
@@ -379,7 +383,7 @@ def test_cifar10_recipe_end_to_end_on_mock_data(tmp_path, capsys):
         "--models",
         "resnet20,in_resnet20",
         "--seeds",
-        "0,1",
+        "0",
         "--epochs",
         "1",
         "--train-limit",

@@ -76,6 +76,11 @@ def findings(result):
 
 
 def _signed(s):
+    """`+1.2 [-0.3, +2.7]` in points; the mean alone without an interval."""
+    if math.isnan(s["mean"]):
+        return "-"
+    if math.isnan(s["half_width"]):
+        return f"{100 * s['mean']:+.1f}"
     return f"{100 * s['mean']:+.1f} [{100 * s['low']:+.1f}, {100 * s['high']:+.1f}]"
 
 
@@ -117,11 +122,7 @@ def to_markdown(result):
     for model, diffs in result["differences"].items():
         row = [model]
         for c in columns:
-            cell = (
-                f"{_signed(diffs[c])}"
-                if not math.isnan(diffs[c]["half_width"])
-                else (f"{100 * diffs[c]['mean']:+.1f}")
-            )
+            cell = _signed(diffs[c])
             row.append(
                 f"**{cell}**" if diffs[c]["verdict"] != "no difference shown" else cell
             )
@@ -145,7 +146,7 @@ def to_markdown(result):
         rel = diffs["_relative"]
         row = [model]
         for c in rel_columns:
-            cell = _signed(rel[c]) if not math.isnan(rel[c]["half_width"]) else "-"
+            cell = _signed(rel[c])
             row.append(
                 f"**{cell}**" if rel[c]["verdict"] != "no difference shown" else cell
             )

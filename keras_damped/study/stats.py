@@ -108,6 +108,11 @@ def run_columns(entry, settings):
     return columns
 
 
+def relative(run, column):
+    """A run's accuracy in `column` over its clean accuracy (NaN if that is 0)."""
+    return run[column] / run["clean"] if run["clean"] else math.nan
+
+
 def summarize_study(config, reports):
     """The study result from `{(model, seed): RobustnessReport}`.
 
@@ -130,9 +135,7 @@ def summarize_study(config, reports):
         runs = data["runs"]
         data["summary"] = {c: summarize([r[c] for r in runs.values()]) for c in columns}
         data["relative"] = {
-            c: summarize(
-                [r[c] / r["clean"] if r["clean"] else 0.0 for r in runs.values()]
-            )
+            c: summarize([relative(r, c) for r in runs.values()])
             for c in columns
             if c != "clean"
         }
@@ -151,8 +154,8 @@ def summarize_study(config, reports):
         }
         differences[model]["_relative"] = {
             c: paired_difference(
-                {s: r[c] / r["clean"] for s, r in data["runs"].items()},
-                {s: r[c] / r["clean"] for s, r in base.items()},
+                {s: relative(r, c) for s, r in data["runs"].items()},
+                {s: relative(r, c) for s, r in base.items()},
             )
             for c in columns
             if c != "clean"
