@@ -87,3 +87,31 @@ def test_cifar10_corrupted_through_tfds_mock_data(tmp_path):
         images, labels = load_arrays("cifar10_corrupted/speckle_noise_3", "test")
     assert images.shape == (12, 32, 32, 3) and images.dtype == np.uint8
     assert labels.shape == (12,)
+
+
+def test_explicit_level_beyond_the_severities():
+    """`level=c` uses c itself: a Gaussian sigma of 0.3 (severity 5 is 0.10)."""
+    out = corrupt(GRAY, "gaussian", level=0.3, seed=(1, 2), quantize=False).numpy()
+    assert out.std() < 0.3  # clipped to [0, 1]
+    raw = corrupt(GRAY * 0 + 0.5, "gaussian", level=0.05, seed=(1, 2), quantize=False)
+    assert np.asarray(raw).std() == pytest.approx(0.05, rel=0.01)
+    same = corrupt(GRAY, "gaussian", 3, seed=(1, 2)).numpy()
+    np.testing.assert_array_equal(
+        same, corrupt(GRAY, "gaussian", level=NOISES["gaussian"][2], seed=(1, 2))
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({}, "exactly one of severity"),
+        ({"severity": 2, "level": 0.1}, "exactly one of severity"),
+        ({"level": -0.1}, "level=-0.1"),
+        ({"level": float("nan")}, "finite number > 0"),
+    ],
+)
+def test_bad_levels_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        corrupt(GRAY[:1], "gaussian", **kwargs)
+    with pytest.raises(ValueError, match=r"fraction.*level=1.5"):
+        corrupt(GRAY[:1], "impulse", level=1.5)

@@ -11,12 +11,14 @@ import tensorflow as tf
 
 from keras_damped import DampedResNet
 from keras_damped.cli import main as cli_main
+from keras_damped.data import corrupt
 from keras_damped.data import load_arrays
 from keras_damped.robustness import ATTACKS
 from keras_damped.robustness import RobustnessReport
 from keras_damped.robustness import attack_fn
 from keras_damped.robustness import evaluate
 from keras_damped.robustness import logits_fn
+from keras_damped.robustness.evaluate import unpack_mask
 
 
 @keras.saving.register_keras_serializable(package="tests")
@@ -76,8 +78,21 @@ def test_attack_invariants_gradient_masking_and_report_files(
         batch_size=64,
         steps=10,
         progress=False,
+        noise_levels={"gaussian": [0.3]},
     )
     m = report.data["models"]["in_resnet14"]
+    # Per-example masks decode to the reported accuracies.
+    assert unpack_mask(m["masks"]["clean"], 64).mean() == m["clean"]
+    for attack, by_eps in m["masks"]["attacks"].items():
+        for k, packed in by_eps.items():
+            assert unpack_mask(packed, 64).mean() == m["attacks"][attack][k]
+    # An explicit level: seeded draws, the same for every model.
+    noisy = corrupt(
+        images[..., None] / np.float32(255), "gaussian", level=0.3, seed=(0, 1000)
+    )
+    predicted = np.argmax(model.predict(noisy, verbose=0), -1)
+    assert m["noise_levels"]["gaussian"]["0.3"] == np.mean(predicted == labels)
+    assert report.data["settings"]["noise_levels"] == {"gaussian": ["0.3"]}
     assert m["clean"] >= 0.5  # it is trained
     for attack in ("fgsm", "ifgsm", "pgd"):
         accs = [m["attacks"][attack][k] for k in ("0", "2", "16")]
