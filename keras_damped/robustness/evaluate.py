@@ -192,7 +192,8 @@ def evaluate(
         large_eps: radius of the gradient-masking check.
         jit_compile: compile the attacks with XLA.
         progress: True shows a progress bar; a callable is called as
-            `progress(done, total)` after each evaluation instead.
+            `progress(done, total)` after each evaluation and each attack
+            batch instead.
         num_examples_shown: images kept for the picture grid.
         noise_levels: `{noise: [c, ...]}`, explicit noise parameters beyond
             the five severities (e.g. `{"gaussian": [0.2, 0.3]}`: sigmas),
@@ -350,6 +351,8 @@ def evaluate(
                     worst = max(worst, float(np.abs(delta).max()))
                 x_adv = x_adv.numpy()
                 in_range = in_range and bool(x_adv.min() >= 0 and x_adv.max() <= 1)
+                if callable(progress):  # a heartbeat within a long attack
+                    progress(done, total)
                 if keep and kept is None:
                     kept = x_adv[:num_examples_shown]
             mask = np.concatenate(masks)
