@@ -17,6 +17,7 @@ reports for each pair the median over rounds of the training-step speed-up
 
     python benchmarks/speedups.py
     python benchmarks/speedups.py --quick      # the same pairs on ResNet-20
+    python benchmarks/speedups.py --only padding --rounds 10   # one pair
 """
 
 import _common
@@ -73,6 +74,12 @@ def main():
     p.add_argument("--depth", type=int, default=110)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=3, help="training steps per round")
+    p.add_argument(
+        "--only",
+        default=None,
+        help="measure only the pairs whose title contains this text "
+        "(e.g. padding)",
+    )
     args = p.parse_args()
     if args.quick:
         args.depth, args.rounds, args.steps = 20, 3, 2
@@ -86,6 +93,9 @@ def main():
     x, y = _common.synthetic_batch(args.batch_size)
     rows = []
     for pairs, setups in GROUPS:
+        pairs = [p for p in pairs if args.only is None or args.only in p[0]]
+        if not pairs:
+            continue
         models = {
             label(*setup, args.depth): build(*setup, args.depth) for setup in setups
         }
