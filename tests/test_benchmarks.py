@@ -124,7 +124,12 @@ def test_profile_step_quick(tmp_path):
 def test_speedups_quick(tmp_path):
     record, _ = run_benchmark("speedups", tmp_path, "--batch-size", "8")
     pairs = {r["pair"]: r for r in record["rows"]}
-    assert len(pairs) == 4
+    assert len(pairs) == 5
+    padding = pairs["symmetric vs same padding, float32"]
+    assert (padding["first"], padding["second"]) == (
+        "in_resnet20 float32",
+        "in_resnet20 same-padding float32",
+    )
     library = pairs["library vs plain Keras, float32"]
     assert (library["first"], library["second"]) == (
         "in_resnet20 float32",
