@@ -136,8 +136,13 @@ def _study_cli(out):
     return [sys.executable, "-m", "keras_damped.cli", "study", *TINY, "--out", out]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def resumed_study(tmp_path_factory):
+    """One tiny study, killed after its first epoch and re-run to the end.
+
+    Session-scoped: its tests share one xdist group (`make test` runs
+    `--dist loadgroup`), so it is built once even when other modules' tests
+    run in between on the same worker."""
     out = str(tmp_path_factory.mktemp("study") / "fm")
     meta = os.path.join(
         out, "runs", "resnet20", "seed0", "checkpoints", "training_metadata.json"
