@@ -234,6 +234,25 @@ def parse_severities(text):
     return sorted(values)
 
 
+def _add_robustness_options(parser, attacks):
+    """The attack and noise options `evaluate` and `study` share."""
+    parser.add_argument(
+        "--attacks",
+        default=attacks,
+        help="comma-separated: fgsm, ifgsm, pgd, mim, cw_l2, spsa; "
+        "'none' for no attack",
+    )
+    parser.add_argument(
+        "--eps", default="1,2,4,8", help="radii in units of 1/255, comma-separated"
+    )
+    parser.add_argument(
+        "--noises",
+        default="gaussian,shot,impulse,speckle",
+        help="comma-separated, or 'none'",
+    )
+    parser.add_argument("--severities", default="1-5", help="e.g. 1,5 or 1-5")
+
+
 def _add_evaluate_parser(sub):
     evaluate = sub.add_parser(
         "evaluate",
@@ -249,21 +268,7 @@ def _add_evaluate_parser(sub):
         help="a .keras file; repeat for several models",
     )
     evaluate.add_argument("--dataset", default="cifar10")
-    evaluate.add_argument(
-        "--attacks",
-        default="fgsm,ifgsm,pgd",
-        help="comma-separated: fgsm, ifgsm, pgd, mim, cw_l2, spsa; "
-        "'none' for no attack",
-    )
-    evaluate.add_argument(
-        "--eps", default="1,2,4,8", help="radii in units of 1/255, comma-separated"
-    )
-    evaluate.add_argument(
-        "--noises",
-        default="gaussian,shot,impulse,speckle",
-        help="comma-separated, or 'none'",
-    )
-    evaluate.add_argument("--severities", default="1-5", help="e.g. 1,5 or 1-5")
+    _add_robustness_options(evaluate, attacks="fgsm,ifgsm,pgd")
     evaluate.add_argument(
         "--limit", type=int, default=1000, help="the first N test examples"
     )
@@ -357,12 +362,7 @@ def _add_study_parser(sub):
         default=None,
         help="train on the first N training examples (default: all)",
     )
-    study.add_argument(
-        "--attacks", default="fgsm,pgd", help="comma-separated, or 'none'"
-    )
-    study.add_argument("--eps", default="1,2,4,8", help="radii in units of 1/255")
-    study.add_argument("--noises", default="gaussian,shot,impulse,speckle")
-    study.add_argument("--severities", default="1-5")
+    _add_robustness_options(study, attacks="fgsm,pgd")
     study.add_argument(
         "--noise-levels",
         default="",

@@ -18,20 +18,15 @@ def _interval(s, digits=1):
     return f"{_pct(s['mean'], digits)} ± {_pct(s['half_width'], digits)}"
 
 
-def _ci(s, digits=1):
-    if math.isnan(s["half_width"]):
-        return "-"
-    return f"[{_pct(s['low'], digits)}, {_pct(s['high'], digits)}]"
-
-
 def main_columns(result):
     """The columns of the main table: per-severity noise columns go elsewhere."""
-    noises = result["config"]["noises"]
-    return [
-        c
-        for c in result["columns"]
-        if not (c.split(" ")[0] in noises and c.split(" ")[-1][:1] == "s" and " s" in c)
-    ]
+    evaluation = result["evaluation"]
+    per_severity = {
+        f"{noise} s{severity}"
+        for noise in evaluation["noises"]
+        for severity in evaluation["severities"]
+    }
+    return [c for c in result["columns"] if c not in per_severity]
 
 
 def _table(header, rows):
