@@ -140,9 +140,9 @@ def _study_cli(out):
 def resumed_study(tmp_path_factory):
     """One tiny study, killed after its first epoch and re-run to the end.
 
-    Session-scoped: its tests share one xdist group (`make test` runs
-    `--dist loadgroup`), so it is built once even when other modules' tests
-    run in between on the same worker."""
+    Session-scoped, and `make test` distributes whole files (`--dist
+    loadfile`), so it is built once. (pytest-xdist 3.8's `loadgroup` does
+    not group tests under pytest 9: the fixture was built on both workers.)"""
     out = str(tmp_path_factory.mktemp("study") / "fm")
     meta = os.path.join(
         out, "runs", "resnet20", "seed0", "checkpoints", "training_metadata.json"
@@ -164,7 +164,6 @@ def resumed_study(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("tiny_study")
 def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study):
     out, log = resumed_study
     assert "[train 1/4] resnet20 seed 0: resuming" in log
@@ -183,7 +182,6 @@ def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("tiny_study")
 def test_another_configuration_is_refused_without_overwrite(resumed_study):
     out, _ = resumed_study
     path = os.path.join(out, "study_config.json")
@@ -198,7 +196,6 @@ def test_another_configuration_is_refused_without_overwrite(resumed_study):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("tiny_study")
 def test_study_statistics_agree_with_the_run_reports(resumed_study):
     out, _ = resumed_study
     with open(os.path.join(out, "study.json")) as f:
@@ -271,7 +268,6 @@ def _http(port, path, body=None):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("tiny_study")
 def test_tensorboard_serves_the_hparams_and_the_damping(resumed_study):
     out, _ = resumed_study
     port = _free_port()
