@@ -140,9 +140,9 @@ def _study_cli(out):
 def resumed_study(tmp_path_factory):
     """One tiny study, killed after its first epoch and re-run to the end.
 
-    Session-scoped, and `make test` distributes whole files (`--dist
-    loadfile`), so it is built once. (pytest-xdist 3.8's `loadgroup` does
-    not group tests under pytest 9: the fixture was built on both workers.)"""
+    Session-scoped: built once per xdist worker that runs one of its tests.
+    (pytest-xdist 3.8's `--dist loadgroup` does not group tests under pytest
+    9, and `--dist loadfile` balanced the suite worse than the default.)"""
     out = str(tmp_path_factory.mktemp("study") / "fm")
     meta = os.path.join(
         out, "runs", "resnet20", "seed0", "checkpoints", "training_metadata.json"
