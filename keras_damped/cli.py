@@ -239,8 +239,9 @@ def _add_robustness_options(parser, attacks):
     parser.add_argument(
         "--attacks",
         default=attacks,
-        help="comma-separated: fgsm, ifgsm, pgd, mim, cw_l2, spsa; "
-        "'none' for no attack",
+        help="comma-separated: fgsm, ifgsm, pgd, mim, cw_l2, spsa, apgd_ce, "
+        "apgd_t, square, autoattack (APGD-CE, APGD-T, Square in sequence); "
+        "'all' for every attack, 'none' for no attack",
     )
     parser.add_argument(
         "--eps", default="1,2,4,8", help="radii in units of 1/255, comma-separated"
@@ -254,6 +255,10 @@ def _add_robustness_options(parser, attacks):
 
 
 def _add_evaluate_parser(sub):
+    from keras_damped.robustness.autoattack import APGD_STEPS
+    from keras_damped.robustness.autoattack import SQUARE_QUERIES
+    from keras_damped.robustness.autoattack import TARGET_CLASSES
+
     evaluate = sub.add_parser(
         "evaluate",
         help="robustness of one or several models: noise and adversarial attacks",
@@ -273,6 +278,24 @@ def _add_evaluate_parser(sub):
         "--limit", type=int, default=1000, help="the first N test examples"
     )
     evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument(
+        "--apgd-steps",
+        type=_positive_int("--apgd-steps"),
+        default=APGD_STEPS,
+        help="iterations of APGD-CE and of each APGD-T target (AutoAttack: 100)",
+    )
+    evaluate.add_argument(
+        "--target-classes",
+        type=_positive_int("--target-classes"),
+        default=TARGET_CLASSES,
+        help="target classes of APGD-T (AutoAttack: 9)",
+    )
+    evaluate.add_argument(
+        "--square-queries",
+        type=_positive_int("--square-queries"),
+        default=SQUARE_QUERIES,
+        help="queries of the Square attack (AutoAttack: 5000)",
+    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(
         "--noise-source", default="auto", choices=("auto", "tfds", "generated")
@@ -282,6 +305,21 @@ def _add_evaluate_parser(sub):
     evaluate.add_argument(
         "--overwrite", action="store_true", help="replace the results in OUT"
     )
+
+
+def _positive_int(flag):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a positive integer. Received: {text!r}"
+            )
+        return value
+
+    return parse
 
 
 def _split(text):
@@ -296,6 +334,7 @@ def _evaluate(args):
     import os
 
     from keras_damped.robustness import evaluate
+    from keras_damped.robustness.evaluate import parse_attacks
 
     if args.limit < 1:
         raise ValueError(f"limit must be a positive integer. Received: {args.limit}")
@@ -315,7 +354,7 @@ def _evaluate(args):
     report = evaluate(
         args.model,
         args.dataset,
-        attacks=_split(args.attacks),
+        attacks=parse_attacks(_split(args.attacks)),
         eps=eps,
         noises=_split(args.noises),
         severities=parse_severities(args.severities),
@@ -324,6 +363,9 @@ def _evaluate(args):
         seed=args.seed,
         noise_source=args.noise_source,
         data_dir=args.data_dir,
+        apgd_steps=args.apgd_steps,
+        square_queries=args.square_queries,
+        target_classes=args.target_classes,
     )
     out = report.save(args.out, overwrite=args.overwrite)
     print(report.to_markdown())
@@ -414,6 +456,7 @@ def _int_list(text, what):
 
 
 def _study(args):
+    from keras_damped.robustness.evaluate import parse_attacks
     from keras_damped.study import StudyConfig
     from keras_damped.study import run_study
 
@@ -433,7 +476,7 @@ def _study(args):
         augment=None if args.augment in (None, "none") else args.augment,
         precision=args.precision,
         jit_compile=args.jit_compile,
-        attacks=_split(args.attacks),
+        attacks=parse_attacks(_split(args.attacks)),
         eps=_number_list(args.eps, "--eps") if args.eps.strip() else [],
         noises=_split(args.noises),
         severities=parse_severities(args.severities),

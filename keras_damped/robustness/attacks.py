@@ -1,4 +1,4 @@
-"""CleverHans attacks behind one signature, batched and compiled.
+"""CleverHans attacks and AutoAttack behind one signature, batched and compiled.
 
 Every attack takes pixels in [0, 1], a radius `eps` in pixel units (8/255)
 and the true labels (no label leaking: the model's predictions are never
@@ -10,10 +10,19 @@ import numpy as np
 import tensorflow as tf
 
 from keras_damped.models.inspect import model_input
+from keras_damped.robustness.autoattack import APGD_STEPS
+from keras_damped.robustness.autoattack import SQUARE_QUERIES
+from keras_damped.robustness.autoattack import STAGES
+from keras_damped.robustness.autoattack import TARGET_CLASSES
+from keras_damped.robustness.autoattack import AutoAttackRunner
 
-ATTACKS = ("fgsm", "ifgsm", "pgd", "mim", "cw_l2", "spsa")
+# AutoAttack's attacks (keras_damped.robustness.autoattack) and the sequence.
+AUTOATTACK = (*STAGES, "autoattack")
+ATTACKS = ("fgsm", "ifgsm", "pgd", "mim", "cw_l2", "spsa", *AUTOATTACK)
 # Attacks whose `eps` is an L-infinity radius; cw_l2 reports at an L2 radius.
-LINF_ATTACKS = ("fgsm", "ifgsm", "pgd", "mim", "spsa")
+LINF_ATTACKS = tuple(a for a in ATTACKS if a != "cw_l2")
+# Attacks that follow the model's input gradient (Square and SPSA only query it).
+GRADIENT_ATTACKS = ("fgsm", "ifgsm", "pgd", "mim", "apgd_ce", "apgd_t")
 STEP_SIZE = 2 / 255
 STEPS = 20
 
@@ -21,9 +30,43 @@ STEPS = 20
 def check_attack(name):
     if name not in ATTACKS:
         raise ValueError(
-            f"Unknown attack. Expected one of {ATTACKS}. Received: attack={name!r}"
+            f"Unknown attack. Expected one of {ATTACKS} (or 'all'). "
+            f"Received: attack={name!r}"
         )
     return name
+
+
+def check_budget(name, value):
+    """A positive integer budget (steps, queries, target classes)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(
+            f"{name} must be a positive integer. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+class AutoAttackFn:
+    """`(x, y, eps) -> x_adv` for AutoAttack or one of its attacks.
+
+    After each call `last_robust` holds, per attack of the sequence, the
+    per-example mask of the examples still correctly classified after it.
+    """
+
+    def __init__(self, name, model_fn, apgd_steps, square_queries, target_classes):
+        self.stages = STAGES if name == "autoattack" else (name,)
+        self.runner = AutoAttackRunner(
+            model_fn,
+            apgd_steps=check_budget("apgd_steps", apgd_steps),
+            square_queries=check_budget("square_queries", square_queries),
+            target_classes=check_budget("target_classes", target_classes),
+        )
+        self.last_robust = None
+
+    def __call__(self, x, y, eps):
+        x_adv, self.last_robust = self.runner.run(
+            np.asarray(x), np.asarray(y), float(eps), self.stages
+        )
+        return tf.constant(x_adv)
 
 
 def logits_fn(model):
@@ -151,7 +194,16 @@ def _any_batch_size(fn, jit_compile, with_eps=False):
     return call
 
 
-def make_attack(name, model_fn, steps=STEPS, step_size=STEP_SIZE, jit_compile=False):
+def make_attack(
+    name,
+    model_fn,
+    steps=STEPS,
+    step_size=STEP_SIZE,
+    jit_compile=False,
+    apgd_steps=APGD_STEPS,
+    square_queries=SQUARE_QUERIES,
+    target_classes=TARGET_CLASSES,
+):
     """A compiled `(x, y, eps) -> x_adv` for one attack.
 
     Args:
@@ -161,7 +213,14 @@ def make_attack(name, model_fn, steps=STEPS, step_size=STEP_SIZE, jit_compile=Fa
             `10 * steps` optimisation steps in each of 3 binary-search steps.
         step_size: step of the iterative attacks, capped at `eps` (CleverHans
             requires `eps_iter <= eps`).
-        jit_compile: compile the attack with XLA.
+        jit_compile: compile the CleverHans attacks with XLA (AutoAttack's
+            run in graph mode: XLA recompiles for every batch size).
+        apgd_steps: iterations of `apgd_ce` and of each `apgd_t` target.
+        square_queries: queries of `square`.
+        target_classes: target classes of `apgd_t`.
+
+    `apgd_ce`, `apgd_t`, `square` and `autoattack` (the three in sequence)
+    are `AutoAttackFn`s; their random draws follow TensorFlow's global seed.
 
     The radius `eps` is in pixel units (L-infinity; an L2 radius for
     `cw_l2`, whose minimal-norm result the caller compares with `eps`). It
@@ -181,6 +240,8 @@ def make_attack(name, model_fn, steps=STEPS, step_size=STEP_SIZE, jit_compile=Fa
     from cleverhans.tf2.attacks.spsa import projected_optimization
 
     check_attack(name)
+    if name in AUTOATTACK:
+        return AutoAttackFn(name, model_fn, apgd_steps, square_queries, target_classes)
     common = {"clip_min": 0.0, "clip_max": 1.0, "sanity_checks": False}
     if name == "cw_l2":
         # CleverHans' C&W runs its own optimisation loop eagerly; eps unused.
@@ -276,7 +337,9 @@ def make_attack(name, model_fn, steps=STEPS, step_size=STEP_SIZE, jit_compile=Fa
     return run_iterative
 
 
-def attack_fn(name, model_fn, eps, steps=STEPS, step_size=STEP_SIZE, jit_compile=False):
+def attack_fn(
+    name, model_fn, eps, steps=STEPS, step_size=STEP_SIZE, jit_compile=False, **budgets
+):
     """`(x, y) -> x_adv` at one radius; see `make_attack`."""
-    attack = make_attack(name, model_fn, steps, step_size, jit_compile)
+    attack = make_attack(name, model_fn, steps, step_size, jit_compile, **budgets)
     return lambda x, y: attack(x, y, eps)

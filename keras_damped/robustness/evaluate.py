@@ -15,10 +15,16 @@ from keras_damped.data.corruptions import SEVERITIES
 from keras_damped.data.corruptions import check_level
 from keras_damped.data.corruptions import check_noise
 from keras_damped.data.corruptions import corrupt
+from keras_damped.robustness.attacks import APGD_STEPS
+from keras_damped.robustness.attacks import ATTACKS
+from keras_damped.robustness.attacks import GRADIENT_ATTACKS
 from keras_damped.robustness.attacks import LINF_ATTACKS
+from keras_damped.robustness.attacks import SQUARE_QUERIES
 from keras_damped.robustness.attacks import STEP_SIZE
 from keras_damped.robustness.attacks import STEPS
+from keras_damped.robustness.attacks import TARGET_CLASSES
 from keras_damped.robustness.attacks import check_attack
+from keras_damped.robustness.attacks import check_budget
 from keras_damped.robustness.attacks import logits_fn
 from keras_damped.robustness.attacks import make_attack
 from keras_damped.robustness.report import RobustnessReport
@@ -31,6 +37,7 @@ MONOTONE_TOLERANCE = 0.01
 PGD_VS_FGSM_TOLERANCE = 0.02
 LARGE_EPS_MAX_ACCURACY = 0.10
 BALL_TOLERANCE = 1e-6
+SQUARE_GAIN_TOLERANCE = 0.02
 
 
 def pack_mask(mask):
@@ -42,6 +49,30 @@ def unpack_mask(text, count):
     """The inverse of `pack_mask` for `count` examples."""
     bits = np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))
     return bits[:count].astype(bool)
+
+
+def parse_attacks(attacks):
+    """Attack names, checked; "all" (alone or in the list) means every attack."""
+    if isinstance(attacks, str):
+        attacks = [attacks]
+    names = []
+    for name in attacks:
+        for attack in ATTACKS if name == "all" else [check_attack(name)]:
+            if attack not in names:
+                names.append(attack)
+    return names
+
+
+def worst_case(masks, attacks, key, count):
+    """Per example: correct after every L-infinity attack in `attacks` at the
+    eps labelled `key` (the AND of their packed masks); None without one."""
+    linf = [a for a in attacks if a in LINF_ATTACKS]
+    if not linf:
+        return None
+    survive = np.ones(count, dtype=bool)
+    for attack in linf:
+        survive &= unpack_mask(masks[attack][key], count)
+    return survive
 
 
 def parse_eps(values):
@@ -165,6 +196,9 @@ def evaluate(
     progress=True,
     num_examples_shown=4,
     noise_levels=None,
+    apgd_steps=APGD_STEPS,
+    square_queries=SQUARE_QUERIES,
+    target_classes=TARGET_CLASSES,
 ):
     """Clean, noise and adversarial accuracy of one or several models.
 
@@ -172,13 +206,19 @@ def evaluate(
     attack seeds. Every call also runs the sanity checks of a serious
     evaluation and reports their flags: adversarial points inside the
     eps-ball and [0, 1]; accuracy non-increasing in eps; PGD and IFGSM no
-    weaker than FGSM; PGD at a large eps (64/255) close to 0%, otherwise
-    gradient masking is suspected.
+    weaker than FGSM and AutoAttack no weaker than PGD; PGD at a large eps
+    (64/255) close to 0% and Square (gradient-free) not more than 2 points
+    stronger than every gradient attack together, otherwise gradient masking
+    is suspected.
+
+    Each eps also gets a worst case over the L-infinity attacks: an example
+    counts as robust only if every one of them left it correctly classified
+    (the AND of the per-example masks, which report.json keeps).
 
     Args:
         models: a model, a `.keras` path, or a list / {name: model} of them.
         dataset: a dataset name (`keras_damped.data`) or `(images, labels)`.
-        attacks: names from `keras_damped.robustness.ATTACKS`.
+        attacks: names from `keras_damped.robustness.ATTACKS`, or "all".
         eps: radii in pixel units (8/255); 0 gives the clean accuracy.
         noises: from gaussian, shot, impulse, speckle.
         severities: from 1 to 5.
@@ -199,6 +239,8 @@ def evaluate(
             the five severities (e.g. `{"gaussian": [0.2, 0.3]}`: sigmas),
             always generated with seeded draws; results under
             `noise_levels[noise][c]`.
+        apgd_steps, square_queries, target_classes: AutoAttack's budget
+            (100 APGD iterations, 5,000 Square queries, 9 APGD-T targets).
 
     Returns:
         A `RobustnessReport`; `report.save(out_dir)` writes its files.
@@ -206,7 +248,12 @@ def evaluate(
     from keras_damped.data.pipeline import dataset_info
     from keras_damped.data.pipeline import load_arrays
 
-    attacks = [check_attack(a) for a in attacks]
+    attacks = parse_attacks(attacks)
+    budgets = {
+        "apgd_steps": check_budget("apgd_steps", apgd_steps),
+        "square_queries": check_budget("square_queries", square_queries),
+        "target_classes": check_budget("target_classes", target_classes),
+    }
     eps = parse_eps(eps)
     if attacks and not eps:
         raise ValueError("Attacks need at least one eps. Received: eps=[]")
@@ -333,11 +380,15 @@ def evaluate(
             nonlocal in_range
             tf.random.set_seed(seed)
             worst = 0.0
-            kept, masks = None, []
+            kept, masks, stages = None, [], {}
             for start in range(0, len(images), batch_size):
                 x = tf.constant(images[start : start + batch_size])
                 y = tf.constant(labels[start : start + batch_size])
                 x_adv = adv_fn(x, y, radius)
+                for stage, robust in (
+                    getattr(adv_fn, "last_robust", None) or {}
+                ).items():
+                    stages.setdefault(stage, []).append(robust)
                 delta = (x_adv - x).numpy()
                 pred = predict(x_adv).numpy()
                 if attack == "cw_l2":
@@ -356,10 +407,14 @@ def evaluate(
                 if keep and kept is None:
                     kept = x_adv[:num_examples_shown]
             mask = np.concatenate(masks)
-            return float(np.mean(mask)), worst, kept, mask
+            if stages:  # AutoAttack: its examples in its own order of attacks
+                stages = {k: np.concatenate(v) for k, v in stages.items()}
+                mask = mask & stages[list(stages)[-1]]
+            return float(np.mean(mask)), worst, kept, mask, stages
 
         attack_fns = {
-            a: make_attack(a, fn, steps, step_size, jit_compile) for a in attacks
+            a: make_attack(a, fn, steps, step_size, jit_compile, **budgets)
+            for a in attacks
         }
         # The masking check needs steps that can cross the large ball:
         # 2.5 * eps / steps (Madry et al.), at least the usual step.
@@ -371,23 +426,42 @@ def evaluate(
             entry["masks"]["attacks"][attack] = {}
             for radius in eps:
                 keep = attack == shown and radius == eps[-1]
-                acc, worst, kept, mask = run_attack(
+                acc, worst, kept, mask, stages = run_attack(
                     attack, attack_fns[attack], radius, keep
                 )
                 entry["attacks"][attack][eps_key(radius)] = acc
                 entry["masks"]["attacks"][attack][eps_key(radius)] = pack_mask(mask)
+                if attack == "autoattack":
+                    entry.setdefault("autoattack_stages", {})[eps_key(radius)] = {
+                        stage: float(np.mean(robust))
+                        for stage, robust in stages.items()
+                    }
+                    entry["masks"].setdefault("autoattack_stages", {})[
+                        eps_key(radius)
+                    ] = {stage: pack_mask(robust) for stage, robust in stages.items()}
                 if attack in linf:
                     max_linf.setdefault(attack, {})[eps_key(radius)] = worst
                 if keep:
                     examples["adversarial"][name] = kept
                 tick()
-        large_acc, large_worst, _, _ = run_attack(
+        large_acc, large_worst, _, _, _ = run_attack(
             "pgd", attack_fns["large_eps_pgd"], large_eps
         )
         tick()
+        count = len(images)
+        for radius in eps:
+            survive = worst_case(
+                entry["masks"]["attacks"], attacks, eps_key(radius), count
+            )
+            if survive is not None:
+                entry.setdefault("worst", {})[eps_key(radius)] = float(survive.mean())
+                entry["masks"].setdefault("worst", {})[eps_key(radius)] = pack_mask(
+                    survive
+                )
         entry["sanity"] = _sanity(
             entry, eps, attacks, max_linf, in_range, large_acc, large_worst, large_eps
         )
+        _square_check(entry, eps, attacks, count)
         results[name] = entry
 
     data = {
@@ -406,6 +480,7 @@ def evaluate(
             "seed": seed,
             "steps": steps,
             "step_size": step_size,
+            **budgets,
             "large_eps": large_eps,
             "large_eps_step": max(step_size, 2.5 * large_eps / steps),
             "batch_size": batch_size,
@@ -418,6 +493,57 @@ def evaluate(
     examples["eps"] = eps[-1] if eps else 0.0
     examples["attack"] = shown
     return RobustnessReport(data, examples if shown else None)
+
+
+def square_gain(entry, attacks, key, count):
+    """How much Square lowers the worst case of the gradient attacks at one
+    eps (a fraction of the examples), or None without both kinds.
+
+    The gradient side is every gradient attack in `attacks` together with
+    AutoAttack's APGD stages; the Square side is `square` and AutoAttack's
+    Square stage, which ran on what its APGD stages left.
+    """
+    masks = entry["masks"]
+    gradient, square = [], []
+    for attack in attacks:
+        if attack in GRADIENT_ATTACKS:
+            gradient.append(masks["attacks"][attack][key])
+        elif attack == "square":
+            square.append(masks["attacks"][attack][key])
+    stages = masks.get("autoattack_stages", {}).get(key, {})
+    if "apgd_t" in stages and "square" in stages:
+        gradient.append(stages["apgd_t"])
+        square.append(stages["square"])
+    if not gradient or not square:
+        return None
+    survive = np.ones(count, dtype=bool)
+    for packed in gradient:
+        survive &= unpack_mask(packed, count)
+    before = survive.mean()
+    for packed in square:
+        survive &= unpack_mask(packed, count)
+    return float(before - survive.mean())
+
+
+def _square_check(entry, eps, attacks, count):
+    """Adds the Square-vs-gradient check to `entry["sanity"]`."""
+    sanity = entry["sanity"]
+    gains = {}
+    for radius in eps:
+        gain = square_gain(entry, attacks, eps_key(radius), count)
+        if gain is not None:
+            gains[eps_key(radius)] = gain
+    sanity["square_gain"] = gains
+    masked = [k for k, gain in gains.items() if gain > SQUARE_GAIN_TOLERANCE]
+    sanity["square_beats_gradient"] = bool(masked) if gains else None
+    for k in masked:
+        sanity["flags"].append(
+            f"Square (gradient-free) beats the gradient attacks by "
+            f"{100 * gains[k]:.1f} points at eps {k}/255 (more than "
+            f"{100 * SQUARE_GAIN_TOLERANCE:.0f}): possible gradient masking"
+        )
+    if masked:
+        sanity["gradient_masking_suspected"] = True
 
 
 def _sanity(entry, eps, attacks, max_linf, in_range, large_acc, large_worst, large_eps):
@@ -454,6 +580,13 @@ def _sanity(entry, eps, attacks, max_linf, in_range, large_acc, large_worst, lar
                     ):
                         stronger = False
                         flags.append(f"{attack} weaker than FGSM at eps {k}/255")
+    if "autoattack" in attacks and "pgd" in attacks:
+        for e in eps:
+            k = eps_key(e)
+            if entry["attacks"]["autoattack"][k] > (
+                entry["attacks"]["pgd"][k] + PGD_VS_FGSM_TOLERANCE
+            ):
+                flags.append(f"autoattack weaker than PGD at eps {k}/255")
     if 0.0 in eps:
         for attack in attacks:
             if abs(entry["attacks"][attack]["0"] - entry["clean"]) > 1e-9:

@@ -8,6 +8,8 @@ import numpy as np
 
 from keras_damped._staging import staged_folder
 
+AUTOATTACK_NAMES = ("apgd_ce", "apgd_t", "square", "autoattack")
+
 
 def eps_key(eps):
     """An eps in pixel units as its label in units of 1/255 ("8", "0.5")."""
@@ -57,18 +59,48 @@ class RobustnessReport:
             f"min({eps_key(settings['step_size'])}/255, eps)). Noise: "
             f"{settings['noise_source']}, mean over severities "
             f"{settings['severities']}.",
-            "",
         ]
+        if any(a in AUTOATTACK_NAMES for a in settings["attacks"]):
+            lines.append(
+                f"AutoAttack's attacks: APGD {settings['apgd_steps']} iterations "
+                f"(APGD-T: {settings['target_classes']} target classes), Square "
+                f"{settings['square_queries']} queries."
+            )
+        worst = any("worst" in m for m in models.values())
+        if worst:
+            lines.append(
+                "WORST e: robust only if every L-infinity attack of the table "
+                "left the example correctly classified (per-example AND)."
+            )
+        lines.append("")
         header = ["model", "clean"] + [n for n in noises]
         attack_cols = [(a, e) for a in settings["attacks"] for e in settings["eps_255"]]
+        worst_cols = settings["eps_255"] if worst else []
         header += [f"{a.upper()} {e}" for a, e in attack_cols]
+        header += [f"WORST {e}" for e in worst_cols]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---" for _ in header) + "|")
         for name, m in models.items():
             row = [name, _pct(m["clean"])]
             row += [_pct(m["noises"][n]["mean"]) for n in noises]
             row += [_pct(m["attacks"][a][e]) for a, e in attack_cols]
+            row += [_pct(m.get("worst", {}).get(e)) for e in worst_cols]
             lines.append("| " + " | ".join(row) + " |")
+        if any("autoattack_stages" in m for m in models.values()):
+            lines += [
+                "",
+                "AutoAttack step by step (accuracy left after each attack, "
+                "each run on what the ones before left):",
+                "",
+                "| model | eps | APGD-CE | + APGD-T | + Square |",
+                "|---|---|---|---|---|",
+            ]
+            for name, m in models.items():
+                for e, stages in m.get("autoattack_stages", {}).items():
+                    cells = [
+                        _pct(stages.get(k)) for k in ("apgd_ce", "apgd_t", "square")
+                    ]
+                    lines.append("| " + " | ".join([name, e, *cells]) + " |")
         if noises:
             lines += ["", "Noise by severity:", ""]
             sev = [str(s) for s in settings["severities"]]
@@ -88,6 +120,15 @@ class RobustnessReport:
                 f"{'yes' if s['in_range'] else 'NO'}; PGD at "
                 f"{eps_key(settings['large_eps'])}/255: "
                 f"{_pct(s['large_eps_pgd'])}%; "
+                + (
+                    "Square below the gradient attacks by "
+                    + ", ".join(
+                        f"{100 * g:.1f} (eps {e})" for e, g in s["square_gain"].items()
+                    )
+                    + " points; "
+                    if s.get("square_gain")
+                    else ""
+                )
                 + ("; ".join(s["flags"]) if s["flags"] else "no flags")
             )
         return "\n".join(lines) + "\n"
@@ -104,16 +145,21 @@ class RobustnessReport:
         models = self.data["models"]
         paths = []
         if settings["attacks"]:
-            attacks = settings["attacks"]
+            attacks = list(settings["attacks"])
+            if any("worst" in m for m in models.values()):
+                attacks.append("worst")
             fig, axes = plt.subplots(
                 1, len(attacks), figsize=(4 * len(attacks), 3.2), squeeze=False
             )
             xs = [float(e) for e in settings["eps_255"]]
             for ax, attack in zip(axes[0], attacks):
                 for name, m in models.items():
-                    ys = [100 * m["attacks"][attack][e] for e in settings["eps_255"]]
+                    by_eps = m["worst"] if attack == "worst" else m["attacks"][attack]
+                    ys = [100 * by_eps[e] for e in settings["eps_255"]]
                     ax.plot(xs, ys, marker="o", label=name)
-                ax.set_title(attack.upper())
+                ax.set_title(
+                    "worst case over attacks" if attack == "worst" else attack.upper()
+                )
                 ax.set_xlabel("eps (x 1/255)")
                 ax.set_ylabel("accuracy (%)")
                 ax.set_ylim(0, 100)
@@ -213,6 +259,10 @@ class RobustnessReport:
                         tf.summary.scalar(
                             f"robustness/{attack}", acc, step=int(round(float(e)))
                         )
+                for e, acc in m.get("worst", {}).items():
+                    tf.summary.scalar(
+                        "robustness/worst_case", acc, step=int(round(float(e)))
+                    )
                 for noise, by_sev in m["noises"].items():
                     for s, acc in by_sev.items():
                         if s != "mean":

@@ -81,10 +81,10 @@ def run_columns(entry, settings):
 
     `clean`; `<noise>` (mean over severities) and `<noise> s<k>`;
     `<noise> c=<level>` for explicit levels; `<attack> <eps>`; and
-    `worst <eps>`, the fraction of examples that survive every attack at
-    that eps (the AND of the per-example masks).
+    `worst <eps>`, the fraction of examples that survive every L-infinity
+    attack at that eps (the AND of the per-example masks).
     """
-    from keras_damped.robustness.evaluate import unpack_mask
+    from keras_damped.robustness.evaluate import worst_case
 
     columns = {"clean": entry["clean"]}
     for noise in settings["noises"]:
@@ -99,11 +99,9 @@ def run_columns(entry, settings):
     for attack in settings["attacks"]:
         for e in settings["eps_255"]:
             columns[f"{attack} {e}"] = entry["attacks"][attack][e]
-    if settings["attacks"]:
-        for e in settings["eps_255"]:
-            survive = np.ones(count, dtype=bool)
-            for attack in settings["attacks"]:
-                survive &= unpack_mask(entry["masks"]["attacks"][attack][e], count)
+    for e in settings["eps_255"]:
+        survive = worst_case(entry["masks"]["attacks"], settings["attacks"], e, count)
+        if survive is not None:
             columns[f"worst {e}"] = float(survive.mean())
     return columns
 

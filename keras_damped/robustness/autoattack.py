@@ -1,0 +1,429 @@
+"""AutoAttack (Croce & Hein, ICML 2020): APGD-CE, targeted APGD-DLR, Square.
+
+Written here rather than taken from a library (see `docs/ATTACKS.md`): the
+Adversarial Robustness Toolbox's APGD works through numpy and a Python loop
+per iteration, counts an example as broken only at the last iterate, has no
+targeted DLR loss, and its `AutoAttack` is not the standard sequence. The
+tests check these implementations against ART's on the same images.
+
+Every attack takes pixels in [0, 1], an L-infinity radius in pixel units and
+the true labels. The iterations run as compiled TensorFlow steps on the
+examples still classified correctly: an example, once misclassified, is
+recorded and leaves the batch (its result cannot change, and robust
+accuracy is all the attacks are for), so the cost falls with the accuracy.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+APGD_STEPS = 100
+SQUARE_QUERIES = 5000
+TARGET_CLASSES = 9
+RESTARTS = 1
+MOMENTUM = 0.75  # APGD's alpha
+RHO = 0.75  # APGD's oscillation threshold
+SQUARE_P_INIT = 0.8
+DLR_EPS = 1e-12
+STAGES = ("apgd_ce", "apgd_t", "square")
+
+
+def apgd_checkpoints(steps):
+    """Iterations (0-based) after which APGD may halve an example's step.
+
+    The first check comes after 22% of the steps; each interval is 3% of the
+    steps shorter than the one before, and at least 6% (the paper's
+    p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)).
+    """
+    first = max(int(0.22 * steps), 1)
+    shortest = max(int(0.06 * steps), 1)
+    decrease = max(int(0.03 * steps), 1)
+    points, length, at = [], first, -1
+    while at + length < steps:
+        at += length
+        points.append((at, length))
+        length = max(length - decrease, shortest)
+    return points
+
+
+def square_fraction(iteration, p_init=SQUARE_P_INIT):
+    """Square's fraction of pixels changed at an iteration (AutoAttack's
+    schedule for 5,000 queries: halved after 10, 50, 200, 500, 1000, 2000
+    and 4000 queries)."""
+    for bound, divisor in (
+        (10, 1),
+        (50, 2),
+        (200, 4),
+        (500, 8),
+        (1000, 16),
+        (2000, 32),
+        (4000, 64),
+        (6000, 128),
+        (8000, 256),
+    ):
+        if iteration <= bound:
+            return p_init / divisor
+    return p_init / 512
+
+
+def cross_entropy(logits, y, target=None):
+    del target
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+
+
+def targeted_dlr(logits, y, target):
+    """-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2): the targeted DLR loss."""
+    top = tf.math.top_k(logits, k=4).values
+    z_y = tf.gather(logits, y, batch_dims=1)
+    z_t = tf.gather(logits, target, batch_dims=1)
+    scale = top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + DLR_EPS
+    return -(z_y - z_t) / scale
+
+
+def margin(logits, y):
+    """z_y - max_{j != y} z_j: negative when the example is misclassified."""
+    z_y = tf.gather(logits, y, batch_dims=1)
+    others = logits - tf.one_hot(y, tf.shape(logits)[-1], on_value=np.inf)
+    return z_y - tf.reduce_max(others, axis=-1)
+
+
+def _per_example(v):
+    return tf.reshape(v, [-1, 1, 1, 1])
+
+
+def _project(x_new, x, eps):
+    return tf.clip_by_value(tf.clip_by_value(x_new, x - eps, x + eps), 0.0, 1.0)
+
+
+class _Active:
+    """Per-example state of the examples an attack still works on."""
+
+    def __init__(self, index, **tensors):
+        self.index = index
+        self.tensors = tensors
+
+    def keep(self, mask):
+        self.index = self.index[mask]
+        self.tensors = {k: tf.boolean_mask(v, mask) for k, v in self.tensors.items()}
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["tensors"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class AutoAttackRunner:
+    """The attacks of AutoAttack on one model, compiled once.
+
+    Args:
+        model_fn: `x -> float32 logits` (see `keras_damped.robustness.logits_fn`).
+        apgd_steps: iterations of each APGD run (100).
+        square_queries: queries of the Square attack (5,000).
+        target_classes: target classes of APGD-T (9, at most classes - 1).
+        restarts: random restarts of each APGD run (1, as in AutoAttack's
+            standard version).
+        seed: seeds the random starts and Square's draws.
+    """
+
+    def __init__(
+        self,
+        model_fn,
+        apgd_steps=APGD_STEPS,
+        square_queries=SQUARE_QUERIES,
+        target_classes=TARGET_CLASSES,
+        restarts=RESTARTS,
+        seed=0,
+    ):
+        self.model_fn = model_fn
+        self.apgd_steps = apgd_steps
+        self.square_queries = square_queries
+        self.target_classes = target_classes
+        self.restarts = restarts
+        self.generator = tf.random.Generator.from_seed(seed)
+        self._image_shape = None
+
+    def _compile(self, image_shape):
+        """Traces the steps once for images of `image_shape`, any batch size."""
+        if self._image_shape == image_shape:
+            return
+        self._image_shape = image_shape
+        spec = tf.TensorSpec
+        image = spec((None, *image_shape), tf.float32)
+        labels = spec((None,), tf.int32)
+        vector = spec((None,), tf.float32)
+        scalar = spec((), tf.float32)
+        self._loss_and_grad = {
+            loss: tf.function(
+                lambda x, y, t, loss=loss: self._value_and_grad(x, y, t, loss),
+                input_signature=[image, labels, labels],
+            )
+            for loss in (cross_entropy, targeted_dlr)
+        }
+        self._apgd_move = tf.function(
+            self._move,
+            input_signature=[image, image, image, image, vector, scalar, scalar],
+        )
+        self._square_step = tf.function(
+            self._square,
+            input_signature=[image, image, vector, labels, scalar, spec((), tf.int32)],
+        )
+        self._logits = tf.function(self.model_fn, input_signature=[image])
+
+    # -- APGD ---------------------------------------------------------------
+
+    def _value_and_grad(self, x, y, target, loss):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = self.model_fn(x)
+            value = loss(logits, y, target)
+        grad = tape.gradient(value, x)
+        return value, grad, tf.argmax(logits, -1, output_type=tf.int32)
+
+    @staticmethod
+    def _move(x_adv, x_old, x, grad, step, eps, alpha):
+        """One APGD update: a signed-gradient step, then momentum."""
+        z = _project(x_adv + _per_example(step) * tf.sign(grad), x, eps)
+        return _project(
+            x_adv + alpha * (z - x_adv) + (1 - alpha) * (x_adv - x_old), x, eps
+        )
+
+    def apgd(self, x, y, eps, loss="ce", target=None):
+        """One APGD run from a random start: `(x_adv, fooled)` (numpy).
+
+        `x_adv[i]` is the first misclassified iterate for the examples with
+        `fooled[i]`, else `x[i]`. `loss` is "ce" or "dlr_targeted" (which
+        needs `target`, the class to push each example to).
+        """
+        x = tf.convert_to_tensor(x, tf.float32)
+        y = tf.convert_to_tensor(y, tf.int32)
+        count = int(x.shape[0])
+        target = y if target is None else tf.convert_to_tensor(target, tf.int32)
+        step_fn = self._loss_and_grad[cross_entropy if loss == "ce" else targeted_dlr]
+        eps_t = tf.constant(eps, tf.float32)
+        out = x.numpy().copy()
+        fooled = np.zeros(count, dtype=bool)
+        noise = self.generator.uniform(tf.shape(x), -1.0, 1.0)
+        largest = tf.reduce_max(tf.abs(noise), axis=[1, 2, 3], keepdims=True)
+        start = tf.clip_by_value(x + eps_t * noise / largest, 0.0, 1.0)
+        value, grad, pred = step_fn(start, y, target)
+        state = _Active(
+            np.arange(count),
+            x=x,
+            y=y,
+            target=target,
+            x_adv=start,
+            x_old=start,
+            grad=grad,
+            x_best=start,
+            grad_best=grad,
+            loss_best=value,
+            loss_prev=value,
+            loss_at_check=value,
+            reduced_at_check=tf.zeros([count], tf.bool),
+            increases=tf.zeros([count], tf.float32),
+            step=tf.fill([count], 2.0 * eps_t),
+        )
+        fooled_now = (pred != y).numpy()
+        checkpoints = dict(apgd_checkpoints(self.apgd_steps))
+
+        def record_and_drop(fooled_now, x_now):
+            if fooled_now.any():
+                out[state.index[fooled_now]] = x_now.numpy()[fooled_now]
+                fooled[state.index[fooled_now]] = True
+                state.keep(~fooled_now)
+
+        record_and_drop(fooled_now, start)
+        for i in range(self.apgd_steps):
+            if len(state.index) == 0:
+                break
+            s = state.tensors
+            alpha = tf.constant(MOMENTUM if i > 0 else 1.0, tf.float32)
+            x_new = self._apgd_move(
+                s["x_adv"], s["x_old"], s["x"], s["grad"], s["step"], eps_t, alpha
+            )
+            value, grad, pred = step_fn(x_new, s["y"], s["target"])
+            improved = value > s["loss_best"]
+            s["increases"] += tf.cast(value > s["loss_prev"], tf.float32)
+            s["loss_prev"] = value
+            s["x_best"] = tf.where(_per_example(improved), x_new, s["x_best"])
+            s["grad_best"] = tf.where(_per_example(improved), grad, s["grad_best"])
+            s["loss_best"] = tf.maximum(value, s["loss_best"])
+            s["x_old"], s["x_adv"], s["grad"] = s["x_adv"], x_new, grad
+            if i in checkpoints:
+                # Halve the step of an example whose loss rose in at most
+                # rho of the interval's steps, or whose best loss did not
+                # improve since a check that left its step unchanged; it
+                # restarts from its best point.
+                oscillates = s["increases"] <= checkpoints[i] * RHO
+                stalled = tf.logical_and(
+                    tf.logical_not(s["reduced_at_check"]),
+                    s["loss_at_check"] >= s["loss_best"],
+                )
+                reduce = tf.logical_or(oscillates, stalled)
+                s["reduced_at_check"] = reduce
+                s["loss_at_check"] = s["loss_best"]
+                s["step"] = tf.where(reduce, s["step"] / 2, s["step"])
+                s["x_adv"] = tf.where(_per_example(reduce), s["x_best"], s["x_adv"])
+                s["grad"] = tf.where(_per_example(reduce), s["grad_best"], s["grad"])
+                s["increases"] = tf.zeros_like(s["increases"])
+            record_and_drop((pred != s["y"]).numpy(), x_new)
+        return out, fooled
+
+    def apgd_with_restarts(self, x, y, eps, loss="ce", target=None):
+        x = np.asarray(x, np.float32)
+        out, fooled = x.copy(), np.zeros(len(x), dtype=bool)
+        for _ in range(self.restarts):
+            todo = np.flatnonzero(~fooled)
+            if len(todo) == 0:
+                break
+            adv, hit = self.apgd(
+                x[todo], y[todo], eps, loss, None if target is None else target[todo]
+            )
+            out[todo[hit]] = adv[hit]
+            fooled[todo[hit]] = True
+        return out, fooled
+
+    def apgd_targeted(self, x, y, eps):
+        """APGD-DLR against each of the `target_classes` classes with the
+        highest clean logits after the top one, on the examples not yet
+        broken."""
+        x = np.asarray(x, np.float32)
+        y = np.asarray(y, np.int32)
+        out, fooled = x.copy(), np.zeros(len(x), dtype=bool)
+        if len(x) == 0:
+            return out, fooled
+        logits = self._logits(tf.constant(x)).numpy()
+        classes = logits.shape[-1]
+        if classes < 4:
+            raise ValueError(
+                f"apgd_t's DLR loss needs at least 4 classes. Received a model "
+                f"with {classes} classes."
+            )
+        ranked = np.argsort(-logits, axis=-1)
+        for rank in range(1, min(self.target_classes, classes - 1) + 1):
+            todo = np.flatnonzero(~fooled)
+            if len(todo) == 0:
+                break
+            target = ranked[todo, rank].astype(np.int32)
+            adv, hit = self.apgd_with_restarts(
+                x[todo], y[todo], eps, "dlr_targeted", target
+            )
+            out[todo[hit]] = adv[hit]
+            fooled[todo[hit]] = True
+        return out, fooled
+
+    # -- Square -------------------------------------------------------------
+
+    def _square(self, x, x_best, margin_best, y, eps, size):
+        """One Square query per example: a size x size window, at a random
+        place per image, set to x +/- eps (a random sign per channel); kept
+        if the margin falls."""
+        shape = tf.shape(x)
+        batch, height, width = shape[0], shape[1], shape[2]
+        top = self.generator.uniform([batch, 1, 1, 1], 0, height - size + 1, tf.int32)
+        left = self.generator.uniform([batch, 1, 1, 1], 0, width - size + 1, tf.int32)
+        rows = tf.reshape(tf.range(height), [1, -1, 1, 1])
+        cols = tf.reshape(tf.range(width), [1, 1, -1, 1])
+        window = (
+            (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+        )
+        signs = tf.sign(self.generator.uniform([batch, 1, 1, shape[3]], -1.0, 1.0))
+        candidate = tf.where(window, x_best + 2.0 * eps * signs, x_best)
+        candidate = _project(candidate, x, eps)
+        new_margin = margin(self._model(candidate), y)
+        better = new_margin < margin_best
+        return (
+            tf.where(_per_example(better), candidate, x_best),
+            tf.minimum(new_margin, margin_best),
+        )
+
+    def _model(self, x):
+        return self.model_fn(x)
+
+    def square(self, x, y, eps):
+        """The Square attack (L-infinity): `(x_adv, fooled)` (numpy)."""
+        x_np = np.asarray(x, np.float32)
+        y_np = np.asarray(y, np.int32)
+        out, fooled = x_np.copy(), np.zeros(len(x_np), dtype=bool)
+        if len(x_np) == 0:
+            return out, fooled
+        x = tf.constant(x_np)
+        y = tf.constant(y_np)
+        eps_t = tf.constant(eps, tf.float32)
+        _, height, width, channels = x_np.shape
+        # Start from vertical stripes of +/- eps.
+        stripes = tf.sign(
+            self.generator.uniform([len(x_np), 1, width, channels], -1.0, 1.0)
+        )
+        start = tf.clip_by_value(x + eps_t * stripes, 0.0, 1.0)
+        margin_start = margin(self._logits(start), y)
+        margin_clean = margin(self._logits(x), y)
+        use_start = margin_start < margin_clean
+        x_best = tf.where(_per_example(use_start), start, x)
+        state = _Active(
+            np.arange(len(x_np)),
+            x=x,
+            y=y,
+            x_best=x_best,
+            margin=tf.minimum(margin_start, margin_clean),
+        )
+
+        def record_and_drop():
+            done = (state.margin <= 0).numpy()
+            if done.any():
+                out[state.index[done]] = state.x_best.numpy()[done]
+                fooled[state.index[done]] = True
+                state.keep(~done)
+
+        record_and_drop()
+        for i in range(1, self.square_queries):
+            if len(state.index) == 0:
+                break
+            size = max(int(round(math.sqrt(square_fraction(i) * height * width))), 1)
+            size = min(size, height - 1, width - 1)
+            s = state.tensors
+            s["x_best"], s["margin"] = self._square_step(
+                s["x"], s["x_best"], s["margin"], s["y"], eps_t, tf.constant(size)
+            )
+            record_and_drop()
+        return out, fooled
+
+    # -- the sequence -------------------------------------------------------
+
+    def run(self, x, y, eps, stages=STAGES):
+        """The attacks in `stages`, each on the examples all earlier ones
+        left correctly classified.
+
+        Returns `(x_adv, robust)`: the adversarial example (or `x`) and, per
+        stage, the boolean mask of the examples still correct after it
+        (cumulative; the clean misclassifications are never robust).
+        """
+        x = np.asarray(x, np.float32)
+        y = np.asarray(y, np.int32)
+        self._compile(tuple(x.shape[1:]))
+        self.generator.reset_from_seed(
+            int(tf.random.uniform([], maxval=2**31 - 1, dtype=tf.int64))
+        )
+        out = x.copy()
+        clean = (
+            (self._logits(tf.constant(x)).numpy().argmax(-1) == y)
+            if len(x)
+            else (np.zeros(0, dtype=bool))
+        )
+        robust = clean.copy()
+        masks = {}
+        attacks = {
+            "apgd_ce": lambda a, b: self.apgd_with_restarts(a, b, eps, "ce"),
+            "apgd_t": lambda a, b: self.apgd_targeted(a, b, eps),
+            "square": lambda a, b: self.square(a, b, eps),
+        }
+        for stage in stages:
+            todo = np.flatnonzero(robust)
+            if eps > 0 and len(todo):
+                adv, hit = attacks[stage](x[todo], y[todo])
+                out[todo[hit]] = adv[hit]
+                robust[todo[hit]] = False
+            masks[stage] = robust.copy()
+        return out, masks
