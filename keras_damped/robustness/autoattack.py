@@ -47,10 +47,14 @@ def apgd_checkpoints(steps):
     return points
 
 
-def square_fraction(iteration, p_init=SQUARE_P_INIT):
-    """Square's fraction of pixels changed at an iteration (AutoAttack's
-    schedule for 5,000 queries: halved after 10, 50, 200, 500, 1000, 2000
-    and 4000 queries)."""
+def square_fraction(iteration, queries=SQUARE_QUERIES, p_init=SQUARE_P_INIT):
+    """Square's fraction of pixels changed at an iteration.
+
+    AutoAttack's schedule for its 5,000 queries (halved after 10, 50, 200,
+    500, 1000, 2000 and 4000), stretched or shrunk in proportion for
+    another budget, so a short run also reaches the small squares.
+    """
+    iteration = int(iteration * SQUARE_QUERIES / queries)
     for bound, divisor in (
         (10, 1),
         (50, 2),
@@ -381,7 +385,16 @@ class AutoAttackRunner:
         for i in range(1, self.square_queries):
             if len(state.index) == 0:
                 break
-            size = max(int(round(math.sqrt(square_fraction(i) * height * width))), 1)
+            size = max(
+                int(
+                    round(
+                        math.sqrt(
+                            square_fraction(i, self.square_queries) * height * width
+                        )
+                    )
+                ),
+                1,
+            )
             size = min(size, height - 1, width - 1)
             s = state.tensors
             s["x_best"], s["margin"] = self._square_step(

@@ -4,6 +4,7 @@ import datetime
 import logging
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -426,9 +427,13 @@ def evaluate(
             entry["masks"]["attacks"][attack] = {}
             for radius in eps:
                 keep = attack == shown and radius == eps[-1]
+                started = time.perf_counter()
                 acc, worst, kept, mask, stages = run_attack(
                     attack, attack_fns[attack], radius, keep
                 )
+                entry.setdefault("seconds", {}).setdefault(attack, {})[
+                    eps_key(radius)
+                ] = round(time.perf_counter() - started, 1)
                 entry["attacks"][attack][eps_key(radius)] = acc
                 entry["masks"]["attacks"][attack][eps_key(radius)] = pack_mask(mask)
                 if attack == "autoattack":
