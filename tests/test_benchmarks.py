@@ -88,9 +88,21 @@ def test_damping_overhead_quick(tmp_path):
 @pytest.mark.slow
 def test_attack_speed_quick(tmp_path):
     record, _ = run_benchmark(
-        "attack_speed", tmp_path, "--batch-size", "8", "--steps", "2"
+        "attack_speed",
+        tmp_path,
+        "--batch-size",
+        "8",
+        "--steps",
+        "2",
+        "--apgd-steps",
+        "3",
     )
     assert [r["attack"] for r in record["rows"]] == ["PGD-2", "FGSM"]
+    (apgd,) = record["apgd_rows"]
+    assert apgd["attack"] == "APGD-CE-3 vs PGD-3" and 0 <= apgd["fooled"] <= 1
+    assert positive(apgd["pgd_graph_it_per_s"]) and positive(apgd["apgd_ce_it_per_s"])
+    low, high = apgd["apgd_vs_pgd_range"]
+    assert positive(low) and low <= apgd["apgd_vs_pgd"] <= high
     for row in record["rows"]:
         for key in ("eager_cleverhans", "ours_graph", "ours_xla"):
             assert positive(row[key])

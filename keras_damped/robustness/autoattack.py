@@ -27,6 +27,9 @@ RHO = 0.75  # APGD's oscillation threshold
 SQUARE_P_INIT = 0.8
 DLR_EPS = 1e-12
 STAGES = ("apgd_ce", "apgd_t", "square")
+# APGD's per-example state: images and numbers.
+APGD_IMAGES = ("x", "x_adv", "x_old", "grad", "x_best", "grad_best")
+APGD_VECTORS = ("loss_best", "loss_prev", "loss_at_check", "increases", "step")
 
 
 def apgd_checkpoints(steps):
@@ -165,9 +168,20 @@ class AutoAttackRunner:
             )
             for loss in (cross_entropy, targeted_dlr)
         }
-        self._apgd_move = tf.function(
-            self._move,
-            input_signature=[image, image, image, image, vector, scalar, scalar],
+        state = {key: image for key in APGD_IMAGES}
+        state.update({key: vector for key in APGD_VECTORS})
+        state.update(y=labels, target=labels, reduced_at_check=spec((None,), tf.bool))
+        self._apgd_iteration = {
+            loss: tf.function(
+                lambda state, eps, alpha, loss=loss: self._iteration(
+                    state, eps, alpha, loss
+                ),
+                input_signature=[state, scalar, scalar],
+            )
+            for loss in (cross_entropy, targeted_dlr)
+        }
+        self._apgd_checkpoint = tf.function(
+            self._checkpoint, input_signature=[state, scalar]
         )
         self._square_step = tf.function(
             self._square,
@@ -185,13 +199,48 @@ class AutoAttackRunner:
         grad = tape.gradient(value, x)
         return value, grad, tf.argmax(logits, -1, output_type=tf.int32)
 
-    @staticmethod
-    def _move(x_adv, x_old, x, grad, step, eps, alpha):
-        """One APGD update: a signed-gradient step, then momentum."""
-        z = _project(x_adv + _per_example(step) * tf.sign(grad), x, eps)
-        return _project(
-            x_adv + alpha * (z - x_adv) + (1 - alpha) * (x_adv - x_old), x, eps
+    def _iteration(self, s, eps, alpha, loss):
+        """One APGD iteration on every example of the state: a signed-gradient
+        step, momentum, the new loss and gradient, the best point so far."""
+        z = _project(
+            s["x_adv"] + _per_example(s["step"]) * tf.sign(s["grad"]), s["x"], eps
         )
+        x_new = _project(
+            s["x_adv"]
+            + alpha * (z - s["x_adv"])
+            + (1 - alpha) * (s["x_adv"] - s["x_old"]),
+            s["x"],
+            eps,
+        )
+        value, grad, pred = self._value_and_grad(x_new, s["y"], s["target"], loss)
+        improved = _per_example(value > s["loss_best"])
+        s = dict(s)
+        s["increases"] = s["increases"] + tf.cast(value > s["loss_prev"], tf.float32)
+        s["loss_prev"] = value
+        s["x_best"] = tf.where(improved, x_new, s["x_best"])
+        s["grad_best"] = tf.where(improved, grad, s["grad_best"])
+        s["loss_best"] = tf.maximum(value, s["loss_best"])
+        s["x_old"], s["x_adv"], s["grad"] = s["x_adv"], x_new, grad
+        return s, pred != s["y"]
+
+    @staticmethod
+    def _checkpoint(s, length):
+        """Halves the step of an example whose loss rose in at most rho of
+        the interval's iterations, or whose best loss did not improve since a
+        check that left its step unchanged; it goes back to its best point."""
+        oscillates = s["increases"] <= length * RHO
+        stalled = tf.logical_and(
+            tf.logical_not(s["reduced_at_check"]), s["loss_at_check"] >= s["loss_best"]
+        )
+        reduce = tf.logical_or(oscillates, stalled)
+        s = dict(s)
+        s["reduced_at_check"] = reduce
+        s["loss_at_check"] = s["loss_best"]
+        s["step"] = tf.where(reduce, s["step"] / 2, s["step"])
+        s["x_adv"] = tf.where(_per_example(reduce), s["x_best"], s["x_adv"])
+        s["grad"] = tf.where(_per_example(reduce), s["grad_best"], s["grad"])
+        s["increases"] = tf.zeros_like(s["increases"])
+        return s
 
     def apgd(self, x, y, eps, loss="ce", target=None):
         """One APGD run from a random start: `(x_adv, fooled)` (numpy).
@@ -239,40 +288,19 @@ class AutoAttackRunner:
                 state.keep(~fooled_now)
 
         record_and_drop(fooled_now, start)
+        iteration = self._apgd_iteration[
+            cross_entropy if loss == "ce" else targeted_dlr
+        ]
         for i in range(self.apgd_steps):
             if len(state.index) == 0:
                 break
-            s = state.tensors
             alpha = tf.constant(MOMENTUM if i > 0 else 1.0, tf.float32)
-            x_new = self._apgd_move(
-                s["x_adv"], s["x_old"], s["x"], s["grad"], s["step"], eps_t, alpha
-            )
-            value, grad, pred = step_fn(x_new, s["y"], s["target"])
-            improved = value > s["loss_best"]
-            s["increases"] += tf.cast(value > s["loss_prev"], tf.float32)
-            s["loss_prev"] = value
-            s["x_best"] = tf.where(_per_example(improved), x_new, s["x_best"])
-            s["grad_best"] = tf.where(_per_example(improved), grad, s["grad_best"])
-            s["loss_best"] = tf.maximum(value, s["loss_best"])
-            s["x_old"], s["x_adv"], s["grad"] = s["x_adv"], x_new, grad
-            if i in checkpoints:
-                # Halve the step of an example whose loss rose in at most
-                # rho of the interval's steps, or whose best loss did not
-                # improve since a check that left its step unchanged; it
-                # restarts from its best point.
-                oscillates = s["increases"] <= checkpoints[i] * RHO
-                stalled = tf.logical_and(
-                    tf.logical_not(s["reduced_at_check"]),
-                    s["loss_at_check"] >= s["loss_best"],
+            state.tensors, fooled_now = iteration(state.tensors, eps_t, alpha)
+            record_and_drop(fooled_now.numpy(), state.tensors["x_adv"])
+            if i in checkpoints and len(state.index):
+                state.tensors = self._apgd_checkpoint(
+                    state.tensors, tf.constant(checkpoints[i], tf.float32)
                 )
-                reduce = tf.logical_or(oscillates, stalled)
-                s["reduced_at_check"] = reduce
-                s["loss_at_check"] = s["loss_best"]
-                s["step"] = tf.where(reduce, s["step"] / 2, s["step"])
-                s["x_adv"] = tf.where(_per_example(reduce), s["x_best"], s["x_adv"])
-                s["grad"] = tf.where(_per_example(reduce), s["grad_best"], s["grad"])
-                s["increases"] = tf.zeros_like(s["increases"])
-            record_and_drop((pred != s["y"]).numpy(), x_new)
         return out, fooled
 
     def apgd_with_restarts(self, x, y, eps, loss="ce", target=None):
