@@ -94,9 +94,9 @@ def to_markdown(result):
         f"Accuracy in %, mean ± half-width of the {conf}% Student-t interval "
         "over seeds. Attacks in pixel space [0, 1], eps in units of 1/255; "
         f"iterative attacks {evaluation['steps']} steps. `worst e` counts an "
-        "example as robust only if it survives every attack at eps e. Noise "
-        "columns are the mean over the severities; `c=` columns use an explicit "
-        "noise parameter.",
+        "example as robust only if it survives every L-infinity attack at eps "
+        "e. Noise columns are the mean over the severities; `c=` columns use an "
+        "explicit noise parameter.",
         "",
         "## Accuracy",
         "",
@@ -233,7 +233,8 @@ def plots(result, out_dir):
                     [0] + [float(e) for e in eps],
                     ["clean"] + [f"{a} {e}" for e in eps],
                 )
-                for a in evaluation["attacks"] + ["worst"]
+                for a in evaluation["attacks"]
+                + (["worst"] if f"worst {eps[0]}" in result["columns"] else [])
             ],
             "eps (x 1/255, 0: clean)",
         )
