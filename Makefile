@@ -53,7 +53,7 @@ demo: $(STAMP) data
 	echo "Report:         runs/demo/eval/report.md, plots in runs/demo/eval/plots/"
 
 # The CPU benchmarks with their default settings, one after the other
-# (about 35 minutes on 2 cores); results in benchmarks/results/*.{json,md}.
+# (about 45 minutes on 2 cores); results in benchmarks/results/*.{json,md}.
 BENCHMARKS := throughput speedups damping_overhead attack_speed precision_check
 
 bench: $(STAMP) data

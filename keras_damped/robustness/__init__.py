@@ -1,4 +1,4 @@
-"""Robustness: CleverHans attacks, the CIFAR-10-C noise group, reports."""
+"""Robustness: CleverHans attacks, AutoAttack, the CIFAR-10-C noise group, reports."""
 
 from keras_damped.robustness.attacks import ATTACKS
 from keras_damped.robustness.attacks import attack_fn
