@@ -52,6 +52,9 @@ def test_attack_invariants_gradient_masking_and_report_files(
         batch_size=8,
         steps=3,
         progress=False,
+        apgd_steps=3,
+        target_classes=2,
+        square_queries=20,
     )
     entry = every.data["models"]["in_resnet14"]
     assert entry["sanity"]["in_ball"] and entry["sanity"]["in_range"]
