@@ -268,6 +268,16 @@ def test_attack_names_and_budgets_are_checked(saved_model_path):
             evaluate(saved_model_path, "fashion_mnist", **{budget: value})
 
 
+def test_targeted_attacks_refuse_a_model_with_fewer_than_4_classes(images):
+    x, y = images
+    three = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(3)]
+    )
+    for attack in ("apgd_t", "autoattack"):
+        with pytest.raises(ValueError, match=rf"{attack}'s targeted DLR.*has 3"):
+            evaluate(three, (x, y % 3), attacks=[attack], eps=[8 / 255], noises=[])
+
+
 @pytest.mark.parametrize(
     "args,match",
     [

@@ -287,6 +287,13 @@ def evaluate(
                 f"{dataset if isinstance(dataset, str) else 'given'} images are "
                 f"{expected}."
             )
+        targeted = [a for a in attacks if a in ("apgd_t", "autoattack")]
+        if targeted and model.output_shape[-1] < 4:
+            raise ValueError(
+                f"{targeted[0]}'s targeted DLR loss needs a model with at least 4 "
+                f"classes. Model {name!r} has {model.output_shape[-1]}; choose "
+                "other attacks (e.g. apgd_ce, square)."
+            )
         model_fns[name] = logits_fn(model)
 
     if isinstance(dataset, str):
