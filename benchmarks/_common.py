@@ -10,8 +10,6 @@ README). Speed is only ever compared within one run.
 import argparse
 import datetime
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -87,17 +85,6 @@ def positive(name, value):
     return value
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def gpu_names():
     import tensorflow as tf
 
@@ -107,28 +94,14 @@ def gpu_names():
     ]
 
 
-def cpu_flags():
-    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def machine():
     """Date, CPU, cores, GPUs and library versions of this run."""
     from keras_damped._versions import library_versions
+    from keras_damped._versions import machine_record
 
-    flags = cpu_flags()
     return {
         "date": datetime.date.today().isoformat(),
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-        "cpu_bf16": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
+        **machine_record(),
         "gpus": gpu_names(),
         "versions": library_versions(),
     }

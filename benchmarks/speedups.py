@@ -77,8 +77,7 @@ def main():
     p.add_argument(
         "--only",
         default=None,
-        help="measure only the pairs whose title contains this text "
-        "(e.g. padding)",
+        help="measure only the pairs whose title contains this text (e.g. padding)",
     )
     args = p.parse_args()
     if args.quick:

@@ -11,9 +11,13 @@ with `keras.saving.load_model` and no `custom_objects`.
 import os as _os
 import sys as _sys
 
-if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "keras-damped":
-    # The `keras-damped` command: start TensorFlow without its start-up
-    # notices before Keras imports it (see keras_damped/_quiet.py).
+if (
+    _os.path.basename(_sys.argv[0] if _sys.argv else "") == "keras-damped"
+    or _os.environ.get("_KERAS_DAMPED_WORKER") == "1"
+):
+    # The `keras-damped` command and the study's worker processes: start
+    # TensorFlow without its start-up notices before Keras imports it (see
+    # keras_damped/_quiet.py).
     from keras_damped._quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()

@@ -1,6 +1,8 @@
-"""The library versions a run or a report records."""
+"""The library versions and the machine a run or a report records."""
 
 import importlib.metadata
+import os
+import platform
 import sys
 
 PACKAGES = ("keras", "tensorflow", "tensorflow-datasets", "cleverhans")
@@ -15,3 +17,39 @@ def library_versions():
         except importlib.metadata.PackageNotFoundError:
             out[package] = None
     return out
+
+
+def _cpuinfo(key):
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_name():
+    """The CPU model as /proc/cpuinfo names it (else what `platform` knows)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags():
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
+    return set((_cpuinfo("flags") or "").split())
+
+
+def machine_record():
+    """The CPU model, its vector extensions and the core count.
+
+    Training is deterministic on one machine, not across CPUs (oneDNN picks
+    kernels by instruction set), so every run records where it ran.
+    """
+    flags = cpu_flags()
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "avx512": "avx512f" in flags,
+        "cpu_bf16": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
+    }

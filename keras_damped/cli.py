@@ -423,6 +423,20 @@ def _add_study_parser(sub):
         "--noise-source", default=d.noise_source, choices=("auto", "tfds", "generated")
     )
     study.add_argument("--data-dir", default=None)
+    study.add_argument(
+        "--threads",
+        type=_positive_int("--threads"),
+        default=1,
+        help="TensorFlow threads per run (default 1: independent runs use "
+        "the cores better than one run does; a run's numbers depend on it)",
+    )
+    study.add_argument(
+        "--jobs",
+        type=_positive_int("--jobs"),
+        default=None,
+        help="runs trained and evaluated at once, each in its own process "
+        "(default: cores / --threads); the numbers do not depend on it",
+    )
     study.add_argument("--out", required=True, help="the study folder")
     study.add_argument(
         "--overwrite", action="store_true", help="replace what OUT holds"
@@ -487,9 +501,13 @@ def _study(args):
         baseline=args.baseline,
         noise_source=args.noise_source,
         data_dir=args.data_dir,
+        threads=args.threads,
     )
     run_study(
-        config, overwrite=args.overwrite, log=lambda line: print(line, flush=True)
+        config,
+        overwrite=args.overwrite,
+        log=lambda line: print(line, flush=True),
+        jobs=args.jobs,
     )
 
 
@@ -633,6 +651,7 @@ def main(argv=None):
     logging.basicConfig(stream=sys.stdout, format="%(message)s")
     logging.getLogger("keras_damped").setLevel(logging.INFO)
     from keras_damped.data import DatasetUnavailableError
+    from keras_damped.study.runner import StudyRunFailedError
     from keras_damped.training import RunDirExistsError
     from keras_damped.training import TrainingDivergedError
 
@@ -650,7 +669,7 @@ def main(argv=None):
     except (ValueError, DatasetUnavailableError, RunDirExistsError) as error:
         print(f"keras-damped {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except TrainingDivergedError as error:
+    except (TrainingDivergedError, StudyRunFailedError) as error:
         print(f"keras-damped {args.command}: {error}", file=sys.stderr)
         return 3
     return 0

@@ -25,6 +25,7 @@ from keras_damped.training import learning_rate_schedule
 from keras_damped.training import resolve_jit_compile
 from keras_damped.training import resolve_precision
 from keras_damped.training import train
+from keras_damped.training.schedules import paper_switch_steps
 
 
 def tree_digest(folder):
@@ -91,7 +92,11 @@ def test_real_fashion_mnist_run(tmp_path, capsys):
     record = json.loads((run_dir / "config.json").read_text())
     assert record["config"]["model"] == "in_resnet20"
     assert record["resolved"]["steps_per_epoch"] == 79
+    # 2 x 79 = 158 steps: the rate drops at steps 79 and 118 (50%, 75%).
+    assert record["resolved"]["lr_switch"]["step"] == [79, 118]
+    assert record["resolved"]["lr_switch"]["epoch"] == [1.0, round(118 / 79, 4)]
     assert record["versions"]["keras"] == keras.__version__
+    assert record["machine"]["cpu"] and record["machine"]["cores"] >= 1
 
     # TensorBoard: a scalar per damped block, the histogram, the config text.
     lambdas = damping_values(result.model)
@@ -224,12 +229,18 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 
 def test_paper_schedule_scales_to_any_epoch_count():
     schedule = learning_rate_schedule("paper", 0.1, epochs=160, steps_per_epoch=391)
-    lr = lambda epoch: float(schedule(epoch * 391))  # noqa: E731
-    assert lr(0) == pytest.approx(0.1) and lr(79) == pytest.approx(0.1)
-    assert lr(80) == pytest.approx(0.01) and lr(119) == pytest.approx(0.01)
-    assert lr(120) == pytest.approx(0.001) and lr(159) == pytest.approx(0.001)
-    short = learning_rate_schedule("paper", 0.1, epochs=4, steps_per_epoch=10)
-    assert [round(float(short(e * 10)), 6) for e in range(4)] == [0.1, 0.1, 0.01, 0.001]
+    lr = lambda step: round(float(schedule(step)), 6)  # noqa: E731
+    # 160 epochs: the rate drops at the first step of epochs 80 and 120 exactly.
+    assert paper_switch_steps(160, 391) == [80 * 391, 120 * 391]
+    assert [lr(80 * 391 - 1), lr(80 * 391)] == [0.1, 0.01]
+    assert [lr(120 * 391 - 1), lr(120 * 391)] == [0.01, 0.001]
+    assert lr(160 * 391 - 1) == 0.001
+    # 3 epochs of 10 steps: 30 steps, the switches at 50% and 75% of them
+    # (steps 15 and 22), so all three phases occur, in the paper's proportions
+    # (rounded epochs would give 0.1, 0.1, 0.001 and never 0.01).
+    short = learning_rate_schedule("paper", 0.1, epochs=3, steps_per_epoch=10)
+    rates = [round(float(short(step)), 6) for step in range(30)]
+    assert rates == [0.1] * 15 + [0.01] * 7 + [0.001] * 8
     cosine = learning_rate_schedule("cosine", 0.1, epochs=4, steps_per_epoch=10)
     assert float(cosine(20)) == pytest.approx(0.05) and float(
         cosine(40)
@@ -267,9 +278,17 @@ def test_weight_decay_is_coupled_l2(decay_damping, rng):
         np.testing.assert_allclose(g1 - g0, expected, rtol=1e-4, atol=1e-7)
 
 
-def test_jit_auto_is_off_on_this_cpu():
-    assert resolve_jit_compile("auto") is False
+@pytest.mark.parametrize(
+    "flags,expected", [({"avx2", "avx512f"}, False), ({"avx2", "fma"}, True)]
+)
+def test_jit_auto_follows_the_measured_cpu_rule(flags, expected, monkeypatch):
+    """Graph mode with AVX-512, XLA without (README, Performance)."""
+    import keras_damped._versions as versions
+
+    monkeypatch.setattr(versions, "cpu_flags", lambda: flags)
+    assert resolve_jit_compile("auto") is expected
     assert resolve_jit_compile("on") is True
+    assert resolve_jit_compile("off") is False
 
 
 def test_precision_auto_is_float32_on_this_cpu():

@@ -10,6 +10,21 @@ from keras_damped.training.schedules import SCHEDULES
 
 # Bumped when what a study folder holds changes meaning.
 FORMAT = 1
+# What decides what a run trains: a study folder resumes only with the same.
+TRAINING_KEYS = (
+    "dataset",
+    "epochs",
+    "train_limit",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "decay_damping",
+    "schedule",
+    "augment",
+    "precision",
+    "jit_compile",
+)
 
 
 @dataclasses.dataclass
@@ -22,6 +37,9 @@ class StudyConfig:
     images for every run); `train_limit` the number of training examples
     (None: all). `eps` is in units of 1/255. `noise_levels` maps a noise to
     explicit parameters beyond the five severities (a Gaussian sweep).
+    `threads` is the number of TensorFlow threads of each run (None:
+    TensorFlow's default); a CPU run's numbers depend on it, so runs to be
+    compared digit for digit share it.
     """
 
     models: list
@@ -52,6 +70,7 @@ class StudyConfig:
     baseline: str | None = None
     noise_source: str = "auto"
     data_dir: str | None = None
+    threads: int | None = None
 
     def __post_init__(self):
         if self.baseline is None and self.models:
@@ -94,8 +113,9 @@ class StudyConfig:
             )
         for name in ("epochs", "batch_size", "limit", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
-        if self.train_limit is not None:
-            _positive_int("train_limit", self.train_limit)
+        for name in ("train_limit", "threads"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"Unknown precision. Expected one of {PRECISIONS}. "

@@ -10,8 +10,11 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 
+from keras_damped.study.config import TRAINING_KEYS
 from keras_damped.study.config import StudyConfig
 
 logger = logging.getLogger("keras_damped")
@@ -22,8 +25,14 @@ class StudyExistsError(ValueError):
     """OUT holds a study with other settings; nothing was changed."""
 
 
+class StudyRunFailedError(RuntimeError):
+    """A run's worker process failed; the runs that finished are kept."""
+
+
 def _check_out(config, overwrite):
-    """Refuses an OUT that holds another study (before anything is written)."""
+    """Refuses an OUT whose runs were trained otherwise (before anything is
+    written). Models and seeds may be added and evaluation settings changed:
+    the runs that exist are reused, the evaluations redone where needed."""
     path = os.path.join(config.out, CONFIG_FILE)
     if not os.path.isdir(config.out) or not os.listdir(config.out):
         return
@@ -37,21 +46,27 @@ def _check_out(config, overwrite):
         )
     stored = StudyConfig.from_json(path).to_dict()
     wanted = config.to_dict()
-    changed = {k: (stored.get(k), v) for k, v in wanted.items() if stored.get(k) != v}
+    changed = {
+        k: (stored.get(k), wanted[k])
+        for k in TRAINING_KEYS
+        if stored.get(k) != wanted[k]
+    }
     if changed:
         raise StudyExistsError(
-            f"{config.out} holds a study with other settings {changed} "
+            f"{config.out} holds a study trained with other settings {changed} "
             "(stored, requested); nothing was changed. Re-run with the same "
-            "settings to resume it, choose another --out, or pass --overwrite."
+            "training settings to resume it, choose another --out, or pass "
+            "--overwrite."
         )
 
 
 class _Clock:
     """Elapsed time and an estimate of what remains, from the mean so far."""
 
-    def __init__(self, total):
+    def __init__(self, total, jobs=1):
         self.start = time.monotonic()
         self.total = total
+        self.jobs = jobs
         self.done = 0
         self.timed = []
 
@@ -64,7 +79,7 @@ class _Clock:
         if not self.timed:
             return "unknown"
         left = (self.total - self.done) * sum(self.timed) / len(self.timed)
-        return _duration(left)
+        return _duration(left / self.jobs)
 
 
 def _duration(seconds):
@@ -76,39 +91,34 @@ def _duration(seconds):
     return f"{seconds / 3600:.1f} h"
 
 
-def _train_runs(config, runs, log):
+def resolve_jobs(jobs, threads, runs):
+    """How many runs go at once: `jobs`, or (None) as many as the cores hold
+    at `threads` threads each, never more than there are runs."""
+    if jobs is None:
+        jobs = max(1, (os.cpu_count() or 1) // (threads or os.cpu_count() or 1))
+    return max(1, min(jobs, runs))
+
+
+def _trained(config, model, seed):
+    return os.path.isfile(
+        os.path.join(config.train_config(model, seed).run_dir, "model.keras")
+    )
+
+
+def _train_one(config, model, seed, log):
+    """Trains (or resumes) one run; logs its validation accuracy."""
     import keras
 
     from keras_damped.training import ProgressLogger
     from keras_damped.training import train
 
-    clock = _Clock(len(runs))
-    for model, seed in runs:
-        train_config = config.train_config(model, seed)
-        label = f"{model} seed {seed}"
-        if os.path.isfile(os.path.join(train_config.run_dir, "model.keras")):
-            clock.finish()
-            log(f"[train {clock.done}/{clock.total}] {label}: finished earlier, reused")
-            continue
-        resume = os.path.isfile(os.path.join(train_config.run_dir, "config.json"))
-        log(
-            f"[train {clock.done + 1}/{clock.total}] {label}: "
-            + ("resuming" if resume else "starting")
-        )
-        started = time.monotonic()
-        keras.backend.clear_session()
-        result = train(
-            train_config, resume=resume, callbacks=[ProgressLogger(label, 30.0)]
-        )
-        seconds = time.monotonic() - started
-        clock.finish(seconds)
-        accuracy = result.history.get("val_accuracy", [float("nan")])[-1]
-        log(
-            f"[train {clock.done}/{clock.total}] {label}: done in "
-            f"{_duration(seconds)}, validation accuracy {accuracy:.4f}; "
-            f"{_duration(time.monotonic() - clock.start)} elapsed, about "
-            f"{clock.remaining()} of training left"
-        )
+    train_config = config.train_config(model, seed)
+    resume = os.path.isfile(os.path.join(train_config.run_dir, "config.json"))
+    label = f"{model} seed {seed}"
+    keras.backend.clear_session()
+    result = train(train_config, resume=resume, callbacks=[ProgressLogger(label, 30.0)])
+    accuracy = result.history.get("val_accuracy", [float("nan")])[-1]
+    log(f"  {label}: trained, validation accuracy {accuracy:.4f}")
 
 
 def _cached_report(eval_dir, settings):
@@ -124,67 +134,137 @@ def _cached_report(eval_dir, settings):
     return RobustnessReport.from_json(path)
 
 
-def _evaluate_runs(config, runs, log):
+def _eval_dir(config, model, seed):
+    return os.path.join(config.train_config(model, seed).run_dir, "eval")
+
+
+def _evaluated(config, model, seed):
+    return (
+        _cached_report(_eval_dir(config, model, seed), config.evaluation_settings())
+        is not None
+    )
+
+
+def _evaluate_one(config, model, seed, log):
+    """Evaluates one trained run into its `eval/` folder."""
     import keras
 
     from keras_damped.robustness import evaluate
     from keras_damped.robustness import load_model_file
 
-    settings = config.evaluation_settings()
-    clock = _Clock(len(runs))
-    reports = {}
+    folder = config.train_config(model, seed).run_dir
+    label = f"{model} seed {seed}"
+    started = time.monotonic()
+    last = [started]
+
+    def progress(done, total):
+        now = time.monotonic()
+        if now - last[0] >= 30.0:
+            last[0] = now
+            log(f"  {label}: evaluation {done}/{total} ({_duration(now - started)})")
+
+    keras.backend.clear_session()
+    report = evaluate(
+        {label: load_model_file(os.path.join(folder, "model.keras"))},
+        config.dataset,
+        attacks=config.attacks,
+        eps=[e / 255 for e in config.eps],
+        noises=config.noises,
+        severities=config.severities,
+        limit=config.limit,
+        batch_size=config.eval_batch_size,
+        seed=config.eval_seed,
+        noise_source=config.noise_source,
+        data_dir=config.data_dir,
+        progress=progress,
+        noise_levels=config.noise_levels,
+    )
+    eval_dir = _eval_dir(config, model, seed)
+    report.save(eval_dir, overwrite=True)
+    with open(os.path.join(eval_dir, "study_settings.json"), "w") as f:
+        json.dump(config.evaluation_settings(), f, indent=2)
+    log(f"  {label}: clean {100 * report.data['models'][label]['clean']:.1f}%")
+
+
+PHASES = {
+    "train": (_trained, _train_one, "finished earlier, reused", "of training"),
+    "evaluate": (_evaluated, _evaluate_one, "reused", "of evaluation"),
+}
+
+
+def _run_phase(config, runs, phase, jobs, log):
+    """Runs one phase of every run, `jobs` at once.
+
+    With one job the runs go one after the other in this process; with more,
+    each run is a fresh worker process (`keras_damped.study.worker`) with
+    the study's thread count, so a run's numbers do not depend on `jobs`.
+    """
+    done, run_one, reused, what = PHASES[phase]
+    clock = _Clock(len(runs), jobs)
+    pending = []
     for model, seed in runs:
-        folder = config.train_config(model, seed).run_dir
-        eval_dir = os.path.join(folder, "eval")
-        label = f"{model} seed {seed}"
-        report = _cached_report(eval_dir, settings)
-        if report is not None:
+        if done(config, model, seed):
             clock.finish()
-            log(f"[evaluate {clock.done}/{clock.total}] {label}: reused")
-            reports[(model, seed)] = report
-            continue
-        started = time.monotonic()
-        last = [started]
+            log(f"[{phase} {clock.done}/{clock.total}] {model} seed {seed}: {reused}")
+        else:
+            pending.append((model, seed))
+    running, failed = {}, []
 
-        def progress(done, total, label=label, started=started, last=last):
-            now = time.monotonic()
-            if now - last[0] >= 30.0:
-                last[0] = now
-                log(
-                    f"  {label}: evaluation {done}/{total} ({_duration(now - started)})"
-                )
-
-        keras.backend.clear_session()
-        report = evaluate(
-            {label: load_model_file(os.path.join(folder, "model.keras"))},
-            config.dataset,
-            attacks=config.attacks,
-            eps=[e / 255 for e in config.eps],
-            noises=config.noises,
-            severities=config.severities,
-            limit=config.limit,
-            batch_size=config.eval_batch_size,
-            seed=config.eval_seed,
-            noise_source=config.noise_source,
-            data_dir=config.data_dir,
-            progress=progress,
-            noise_levels=config.noise_levels,
-        )
-        report.save(eval_dir, overwrite=True)
-        with open(os.path.join(eval_dir, "study_settings.json"), "w") as f:
-            json.dump(settings, f, indent=2)
-        seconds = time.monotonic() - started
-        clock.finish(seconds)
+    def finished(model, seed, started):
+        clock.finish(time.monotonic() - started)
         log(
-            f"[evaluate {clock.done}/{clock.total}] {label}: clean "
-            f"{100 * report.data['models'][label]['clean']:.1f}%, done in "
-            f"{_duration(seconds)}; about {clock.remaining()} of evaluation left"
+            f"[{phase} {clock.done}/{clock.total}] {model} seed {seed}: done in "
+            f"{_duration(time.monotonic() - started)}; "
+            f"{_duration(time.monotonic() - clock.start)} elapsed, about "
+            f"{clock.remaining()} {what} left"
         )
-        reports[(model, seed)] = report
-    return reports
+
+    def start(model, seed):
+        state = "starting"
+        if phase == "train" and os.path.isfile(
+            os.path.join(config.train_config(model, seed).run_dir, "config.json")
+        ):
+            state = "resuming"
+        number = clock.done + len(running) + 1
+        log(f"[{phase} {number}/{clock.total}] {model} seed {seed}: {state}")
+
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                model, seed = pending.pop(0)
+                start(model, seed)
+                started = time.monotonic()
+                if jobs == 1:
+                    run_one(config, model, seed, log)
+                    finished(model, seed, started)
+                    continue
+                command = [sys.executable, "-m", "keras_damped.study.worker"]
+                process = subprocess.Popen(
+                    [*command, phase, config.out, model, str(seed)],
+                    env=dict(os.environ, _KERAS_DAMPED_WORKER="1"),
+                )
+                running[process] = (model, seed, started)
+            for process in [p for p in running if p.poll() is not None]:
+                model, seed, started = running.pop(process)
+                if process.returncode:
+                    failed.append(f"{model} seed {seed} (exit {process.returncode})")
+                    log(f"[{phase}] {model} seed {seed}: failed, see above")
+                else:
+                    finished(model, seed, started)
+            if running:
+                time.sleep(0.2)
+    finally:
+        for process in running:
+            process.terminate()
+            process.wait()
+    if failed:
+        raise StudyRunFailedError(
+            f"The {phase} step failed for {', '.join(failed)}; the runs that "
+            "finished are kept. Re-run the same command to resume."
+        )
 
 
-def run_study(config, overwrite=False, log=None):
+def run_study(config, overwrite=False, log=None, jobs=None):
     """Trains and evaluates every model x seed, then writes the comparison.
 
     Re-running the same study resumes it: finished runs and evaluations are
@@ -196,15 +276,27 @@ def run_study(config, overwrite=False, log=None):
         overwrite: replace whatever OUT holds.
         log: a function taking one line of progress (default: the
             `keras_damped` logger).
+        jobs: how many runs train (and evaluate) at once, each in its own
+            process with `config.threads` threads; None: as many as the
+            cores allow. A run's numbers are the same for every `jobs`
+            (same machine, same `config.threads`).
 
     Returns:
         The study result dict (what `study.json` holds).
     """
+    from keras_damped.robustness import RobustnessReport
     from keras_damped.study.outputs import write_outputs
     from keras_damped.study.stats import summarize_study
+    from keras_damped.training.loop import use_cpu_threads
 
     log = log or logger.info
     config.validate()
+    if jobs is not None and (
+        isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1
+    ):
+        raise ValueError(
+            f"jobs must be a positive integer or None. Received: jobs={jobs!r}"
+        )
     _check_out(config, overwrite)
     os.makedirs(config.out, exist_ok=True)
     with open(os.path.join(config.out, CONFIG_FILE), "w") as f:
@@ -216,8 +308,18 @@ def run_study(config, overwrite=False, log=None):
         f"Study {config.out}: {len(config.models)} models x {len(config.seeds)} "
         f"seeds = {len(runs)} runs"
     )
-    _train_runs(config, runs, log)
-    reports = _evaluate_runs(config, runs, log)
+    jobs = resolve_jobs(jobs, config.threads, len(runs))
+    if jobs == 1:
+        use_cpu_threads(config.threads)
+    log(f"{jobs} run(s) at once, {config.threads or 'default'} thread(s) each")
+    _run_phase(config, runs, "train", jobs, log)
+    _run_phase(config, runs, "evaluate", jobs, log)
+    reports = {
+        (m, s): RobustnessReport.from_json(
+            os.path.join(_eval_dir(config, m, s), "report.json")
+        )
+        for m, s in runs
+    }
     result = summarize_study(config, reports)
     write_outputs(config, result)
     log(

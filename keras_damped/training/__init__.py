@@ -11,6 +11,7 @@ from keras_damped.training.loop import TrainResult
 from keras_damped.training.loop import resolve_jit_compile
 from keras_damped.training.loop import resolve_precision
 from keras_damped.training.loop import train
+from keras_damped.training.loop import use_cpu_threads
 from keras_damped.training.schedules import add_weight_decay
 from keras_damped.training.schedules import learning_rate_schedule
 
@@ -28,4 +29,5 @@ __all__ = [
     "resolve_jit_compile",
     "resolve_precision",
     "train",
+    "use_cpu_threads",
 ]

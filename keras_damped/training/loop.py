@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from keras_damped._versions import library_versions
+from keras_damped._versions import machine_record
 from keras_damped.data.pipeline import dataset_info
 from keras_damped.data.pipeline import load_arrays
 from keras_damped.data.pipeline import make_dataset
@@ -23,6 +24,7 @@ from keras_damped.training.callbacks import DampingMonitor
 from keras_damped.training.compat import multi_worker_fit
 from keras_damped.training.schedules import add_weight_decay
 from keras_damped.training.schedules import learning_rate_schedule
+from keras_damped.training.schedules import paper_switch_steps
 
 logger = logging.getLogger("keras_damped")
 
@@ -55,20 +57,30 @@ class TrainResult:
 
 
 def resolve_jit_compile(setting):
-    """`auto` compiles with XLA on GPUs and TPUs only.
+    """`auto` compiles with XLA on GPUs and TPUs, and on CPUs without AVX-512.
 
-    On CPU, TensorFlow's graph mode with oneDNN kernels trains the ResNets
-    about 1.25x faster than XLA's CPU backend, whose step spends half of its
-    traced kernel time in layout transposes (benchmarks/speedups.py and
-    benchmarks/profile_step.py measure it).
+    The rule comes from measurements of in_resnet20 and in_resnet110
+    training steps on the CPU kinds this project runs on (README,
+    Performance: `benchmarks/throughput.py`). With AVX-512, oneDNN's native
+    NHWC convolutions make TensorFlow's graph mode 1.25-1.4x faster than
+    XLA's CPU backend, which spends half of its kernel time in layout
+    transposes; on an AVX2-only EPYC the order flips and XLA is 1.16x
+    (depth 20) to 1.5x (depth 110) faster than graph mode.
     """
-    if setting == "on":
-        return True
-    if setting == "off":
-        return False
-    return bool(
-        tf.config.list_physical_devices("GPU") or tf.config.list_logical_devices("TPU")
-    )
+    return _jit_decision(setting)[0]
+
+
+def _jit_decision(setting):
+    """(use XLA?, the reason, for the run's config.json)."""
+    from keras_damped._versions import cpu_flags
+
+    if setting in ("on", "off"):
+        return setting == "on", f"jit_compile={setting!r}"
+    if tf.config.list_physical_devices("GPU") or tf.config.list_logical_devices("TPU"):
+        return True, "auto: XLA on an accelerator"
+    if "avx512f" in cpu_flags():
+        return False, "auto: graph mode on a CPU with AVX-512 (oneDNN is faster)"
+    return True, "auto: XLA on a CPU without AVX-512 (XLA is faster)"
 
 
 def resolve_precision(setting):
@@ -97,6 +109,52 @@ def resolve_precision(setting):
     if tf.config.list_logical_devices("TPU"):
         return "mixed_bfloat16"
     return "float32"
+
+
+def use_cpu_threads(threads):
+    """Runs TensorFlow's kernels on `threads` threads in this process.
+
+    A CPU run's numbers depend on the intra-op thread count (oneDNN splits
+    its reductions by thread), not on the inter-op count; runs that must
+    agree digit for digit need the same count. TensorFlow fixes both when
+    it first executes something: after that, a different count is kept as
+    it is and a warning says so.
+
+    Args:
+        threads: a positive integer, or None to keep TensorFlow's default.
+
+    Returns:
+        The intra-op thread count in effect (0: TensorFlow's default, one
+        per core).
+    """
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if threads is None or threads == current:
+        return current
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        logger.warning(
+            "TensorFlow already runs in this process with %s intra-op threads; "
+            "threads=%d cannot take effect (set it before TensorFlow executes "
+            "anything, e.g. from the keras-damped command).",
+            current or "its default",
+            threads,
+        )
+        return current
+    return threads
+
+
+def _switch_record(config, steps):
+    """Where the paper schedule divides the rate (None for other schedules)."""
+    if config.schedule != "paper":
+        return None
+    switch = paper_switch_steps(config.epochs, steps)
+    return {
+        "lr": [config.lr * 0.1, config.lr * 0.01],
+        "step": switch,
+        "epoch": [round(s / steps, 4) for s in switch],
+    }
 
 
 def make_strategy(kind):
@@ -249,7 +307,7 @@ def train(config, resume=False, overwrite=False, callbacks=None):
             f"validation examples of {len(images) + len(val_images)}."
         )
 
-    jit = resolve_jit_compile(config.jit_compile)
+    jit, jit_reason = _jit_decision(config.jit_compile)
     steps = steps_per_epoch(len(images), config.batch_size)
     keras.utils.set_random_seed(config.seed)
     precision = resolve_precision(config.precision)
@@ -287,18 +345,24 @@ def train(config, resume=False, overwrite=False, callbacks=None):
             "config": config.to_dict(),
             "resolved": {
                 "jit_compile": jit,
+                "jit_compile_rule": jit_reason,
+                "intra_op_threads": (
+                    tf.config.threading.get_intra_op_parallelism_threads() or "default"
+                ),
                 "precision": precision,
                 "input_shape": list(info.input_shape),
                 "num_classes": info.num_classes,
                 "train_examples": len(images),
                 "validation_examples": len(val_images),
                 "steps_per_epoch": steps,
+                "lr_switch": _switch_record(config, steps),
                 "replicas": strategy.num_replicas_in_sync,
                 "decayed_weights": decayed,
                 "weight_decay_kind": "coupled L2 (as PyTorch SGD)",
                 "parameters": model.count_params(),
             },
             "versions": library_versions(),
+            "machine": machine_record(),
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "resumed_at_epoch": initial_epoch or None,
             "previous": previous,

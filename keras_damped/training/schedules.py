@@ -8,6 +8,20 @@ SCHEDULES = ("paper", "cosine", "constant")
 PAPER_FRACTIONS = (0.5, 0.75)
 
 
+def paper_switch_steps(epochs, steps_per_epoch):
+    """The first optimizer step at 0.1x and at 0.01x the rate (0-based).
+
+    The reference divides the rate at 50% and 75% of training. The switch
+    points are taken on the *steps* of the whole run, not on rounded
+    epochs, so every length gets the three phases in the paper's
+    proportions (at 3 epochs, rounded epochs would put both switches at
+    epoch 2 and skip the 0.01 phase). When the number of epochs is a
+    multiple of 4 they fall on epoch boundaries (160 epochs: 80 and 120).
+    """
+    total = epochs * steps_per_epoch
+    return [max(int(f * total), 1) for f in PAPER_FRACTIONS]
+
+
 def learning_rate_schedule(kind, lr, epochs, steps_per_epoch):
     """The learning rate as a Keras schedule over optimizer steps."""
     if kind not in SCHEDULES:
@@ -17,11 +31,9 @@ def learning_rate_schedule(kind, lr, epochs, steps_per_epoch):
         )
     total = epochs * steps_per_epoch
     if kind == "paper":
-        # PiecewiseConstantDecay switches after step b; the first step of
-        # epoch e has index e * steps_per_epoch, so b = that - 1.
-        boundaries = [
-            max(round(f * epochs) * steps_per_epoch - 1, 0) for f in PAPER_FRACTIONS
-        ]
+        # PiecewiseConstantDecay keeps values[0] while step <= boundaries[0]:
+        # the boundary is the last step of a phase, one before the switch.
+        boundaries = [s - 1 for s in paper_switch_steps(epochs, steps_per_epoch)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(
             boundaries, [lr, lr * 0.1, lr * 0.01]
         )

@@ -1,0 +1,51 @@
+"""One phase of one study run in a process of its own (`run_study(jobs>1)`).
+
+    python -m keras_damped.study.worker {train,evaluate} OUT MODEL SEED
+
+reads `OUT/study_config.json`, sets the study's thread count before
+TensorFlow executes anything, and trains or evaluates the run. Exit status:
+0 done, 3 training diverged, 1 any other failure (the traceback on stderr).
+"""
+
+import logging
+import os
+import sys
+import threading
+import time
+
+
+def _exit_with(parent):
+    """Ends this process when the study process that started it is gone (a
+    killed study must not leave runs training behind its back)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def main(argv=None):
+    phase, out, model, seed = argv if argv is not None else sys.argv[1:]
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+    from keras_damped._quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    logging.basicConfig(stream=sys.stdout, format="%(message)s")
+    logging.getLogger("keras_damped").setLevel(logging.INFO)
+
+    from keras_damped.study.config import StudyConfig
+    from keras_damped.study.runner import CONFIG_FILE
+    from keras_damped.study.runner import PHASES
+    from keras_damped.training import TrainingDivergedError
+    from keras_damped.training import use_cpu_threads
+
+    config = StudyConfig.from_json(os.path.join(out, CONFIG_FILE))
+    use_cpu_threads(config.threads)
+    try:
+        PHASES[phase][1](config, model, int(seed), lambda line: print(line, flush=True))
+    except TrainingDivergedError as error:
+        print(f"{model} seed {seed}: {error}", file=sys.stderr, flush=True)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
