@@ -252,6 +252,39 @@ def _add_robustness_options(parser, attacks):
         help="comma-separated, or 'none'",
     )
     parser.add_argument("--severities", default="1-5", help="e.g. 1,5 or 1-5")
+    parser.add_argument(
+        "--protocols",
+        default="pixel",
+        help="comma-separated: pixel (the standard threat model), "
+        "authors-2020-06 (the authors' scripts published with the paper), "
+        "authors-2020-08 (their August 2020 update)",
+    )
+    parser.add_argument(
+        "--protocol-attacks",
+        default=None,
+        help="the attacks of the authors' protocols, from fgsm, ifgsm, pgd "
+        "(default: --attacks)",
+    )
+    parser.add_argument(
+        "--protocol-eps",
+        default=None,
+        help="the stated radii of the authors' protocols in units of 1/255 "
+        "(default: --eps)",
+    )
+
+
+def _protocol_options(args):
+    """evaluate()'s protocol keywords from the shared options."""
+    from keras_damped.robustness.evaluate import parse_attacks
+
+    options = {"protocols": _split(args.protocols)}
+    if args.protocol_attacks is not None:
+        options["protocol_attacks"] = parse_attacks(_split(args.protocol_attacks))
+    if args.protocol_eps is not None:
+        options["protocol_eps"] = [
+            e / 255 for e in _number_list(args.protocol_eps, "--protocol-eps")
+        ]
+    return options
 
 
 def _add_evaluate_parser(sub):
@@ -301,6 +334,13 @@ def _add_evaluate_parser(sub):
         "--noise-source", default="auto", choices=("auto", "tfds", "generated")
     )
     evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument(
+        "--mean",
+        default=None,
+        help="per-channel mean in pixel units, comma-separated, for the authors' "
+        "protocols on a model without a Normalization layer on its input",
+    )
+    evaluate.add_argument("--std", default=None, help="the same for the std")
     evaluate.add_argument("--out", required=True, help="the output folder")
     evaluate.add_argument(
         "--overwrite", action="store_true", help="replace the results in OUT"
@@ -366,6 +406,9 @@ def _evaluate(args):
         apgd_steps=args.apgd_steps,
         square_queries=args.square_queries,
         target_classes=args.target_classes,
+        mean=None if args.mean is None else _number_list(args.mean, "--mean"),
+        std=None if args.std is None else _number_list(args.std, "--std"),
+        **_protocol_options(args),
     )
     out = report.save(args.out, overwrite=args.overwrite)
     print(report.to_markdown())
@@ -502,6 +545,17 @@ def _study(args):
         noise_source=args.noise_source,
         data_dir=args.data_dir,
         threads=args.threads,
+        protocols=_split(args.protocols),
+        protocol_attacks=(
+            None
+            if args.protocol_attacks is None
+            else parse_attacks(_split(args.protocol_attacks))
+        ),
+        protocol_eps=(
+            None
+            if args.protocol_eps is None
+            else _number_list(args.protocol_eps, "--protocol-eps")
+        ),
     )
     run_study(
         config,

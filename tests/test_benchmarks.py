@@ -158,3 +158,26 @@ def test_speedups_quick(tmp_path):
         low, high = row["speedup_range"]
         assert positive(low) and low <= row["speedup"] <= high
         assert positive(row["first_images_per_s"])
+
+
+@pytest.mark.slow
+def test_frameworks_quick(tmp_path):
+    record, table = run_benchmark("frameworks", tmp_path, "--batch-size", "8")
+    (row,) = record["rows"]
+    assert row["model"] == "in_resnet20" and row["auto"] in ("graph", "xla")
+    configs = {"graph", "xla", "jax"} | ({"torch"} if record["torch"] else set())
+    assert set(row["images_per_s"]) == configs
+    assert all(positive(v) for v in row["images_per_s"].values())
+    assert all(len(v) == 2 for v in row["ms_per_step_by_round"].values())
+    assert record["reference"] == ("torch" if record["torch"] else "graph")
+    assert "| in_resnet20 |" in table and record["auto_rule"].startswith("auto:")
+
+
+@pytest.mark.slow
+def test_study_jobs_quick(tmp_path):
+    record, table = run_benchmark("study_jobs", tmp_path)
+    cores = record["machine"]["cores"]
+    plans = [(r["jobs"], r["threads"]) for r in record["rows"]]
+    assert plans == [(1, cores), (cores, 1), (1, 1)]
+    assert all(positive(r["seconds"]) for r in record["rows"])
+    assert "1.00x" in table

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 
+import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -23,7 +24,9 @@ from keras_damped.study import paired_difference
 from keras_damped.study import run_study
 from keras_damped.study import summarize
 from keras_damped.study.recipes import CIFAR10_PAPER
+from keras_damped.study.runner import _check_out
 from keras_damped.study.stats import run_columns
+from keras_damped.study.stats import seeds_needed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Student t quantiles t(0.975, df) from printed tables.
@@ -86,7 +89,8 @@ def test_worst_case_is_the_and_of_the_per_example_masks():
         "noises": {},
         "attacks": {"fgsm": {"8": fgsm.mean()}, "pgd": {"8": pgd.mean()}},
         "masks": {
-            "attacks": {"fgsm": {"8": pack_mask(fgsm)}, "pgd": {"8": pack_mask(pgd)}}
+            "clean": pack_mask(np.ones(8, bool)),
+            "attacks": {"fgsm": {"8": pack_mask(fgsm)}, "pgd": {"8": pack_mask(pgd)}},
         },
     }
     settings = {
@@ -100,6 +104,38 @@ def test_worst_case_is_the_and_of_the_per_example_masks():
     assert columns["fgsm 8"] == 0.75 and columns["pgd 8"] == 0.625
     assert columns["worst 8"] == 0.5  # below the weaker of the two (0.625)
     np.testing.assert_array_equal(unpack_mask(pack_mask(fgsm), 8), fgsm)
+    # Example 0 is misclassified clean and both attacks "left it correct" (an
+    # attack step can land on the right class): it was never robust.
+    entry["masks"]["clean"] = pack_mask(np.array([0, 1, 1, 1, 1, 1, 1, 1], bool))
+    assert run_columns(entry, settings)["worst 8"] == 0.375
+
+
+def test_seeds_needed_matches_a_hand_computation_with_t():
+    # sd 0.05, half-width 0.02: need t(0.975, n-1) / sqrt(n) <= 0.4. From the
+    # printed table, n = 26: 2.0595 / 5.0990 = 0.4039 (no); n = 27: 2.0555 /
+    # 5.1962 = 0.3956 (yes). The normal approximation (1.96) would say 24.
+    assert seeds_needed(0.05, 0.02) == 27
+    # sd 0.1, half-width 0.1: n = 6 gives 2.5706 / 2.4495 = 1.049 (no), n = 7
+    # gives 2.4469 / 2.6458 = 0.925 (yes).
+    assert seeds_needed(0.1, 0.1) == 7
+    assert seeds_needed(0.0, 0.01) == 2
+    assert seeds_needed(float("nan"), 0.01) is None
+    assert seeds_needed(1.0, 1e-4, most=100) is None
+
+
+def test_zero_variance_does_not_resolve_below_one_example():
+    """Three seeds, each exactly one example (of 1,000) better: sd 0 would give
+    a zero-width interval and a verdict; the floor keeps it at 1/1000."""
+    d = paired_difference({0: 0.501, 1: 0.601, 2: 0.701}, {0: 0.5, 1: 0.6, 2: 0.7})
+    assert d["sd"] == pytest.approx(0, abs=1e-12)
+    floored = paired_difference(
+        {0: 0.501, 1: 0.601, 2: 0.701}, {0: 0.5, 1: 0.6, 2: 0.7}, floor=1 / 1000
+    )
+    assert floored["half_width"] == pytest.approx(1 / 1000)
+    assert floored["low"] <= 1e-12 and floored["verdict"] == "no difference shown"
+    # A wide interval is not touched by the floor.
+    wide = paired_difference({0: 0.3, 1: 0.2}, {0: 0.5, 1: 0.45}, floor=1 / 1000)
+    assert wide["half_width"] > 0.1
 
 
 # --- a tiny real study: killed, resumed, reused ---------------------------------
@@ -182,6 +218,43 @@ def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study):
 
 
 @pytest.mark.slow
+def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path):
+    """The fixture's study ran two runs at once, each in a worker process;
+    the same run alone, in the study's own process (--jobs 1), has the same
+    weights and the same evaluation, digit for digit (same thread count)."""
+    out, log = resumed_study
+    assert "2 run(s) at once, 1 thread(s) each" in log
+    argv = list(TINY)
+    argv[argv.index("--models") + 1] = "in_resnet20"
+    argv[argv.index("--seeds") + 1] = "1"
+    alone = str(tmp_path / "alone")
+    command = [sys.executable, "-m", "keras_damped.cli", "study", *argv]
+    result = subprocess.run(
+        [*command, "--jobs", "1", "--out", alone],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 run(s) at once, 1 thread(s) each" in result.stdout
+    run = os.path.join("runs", "in_resnet20", "seed1")
+    a = keras.saving.load_model(os.path.join(out, run, "model.keras"))
+    b = keras.saving.load_model(os.path.join(alone, run, "model.keras"))
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb), err_msg=wa.path)
+    reports = []
+    for folder in (out, alone):
+        with open(os.path.join(folder, run, "eval", "report.json")) as f:
+            entry = next(iter(json.load(f)["models"].values()))
+        entry.pop("seconds")
+        reports.append(entry)
+    assert reports[0] == reports[1]
+    for folder in (out, alone):
+        with open(os.path.join(folder, run, "config.json")) as f:
+            assert json.load(f)["resolved"]["intra_op_threads"] == 1
+
+
+@pytest.mark.slow
 def test_another_configuration_is_refused_without_overwrite(resumed_study):
     out, _ = resumed_study
     path = os.path.join(out, "study_config.json")
@@ -191,8 +264,14 @@ def test_another_configuration_is_refused_without_overwrite(resumed_study):
     with pytest.raises(StudyExistsError, match=r"'epochs': \(3, 4\)"):
         run_study(config)
     assert open(path).read() == before
-    code = cli.main(["study", *TINY, "--eps", "4", "--out", out])
+    code = cli.main(["study", *TINY, "--lr", "0.05", "--out", out])
     assert code == 2 and open(path).read() == before
+    # Evaluation settings, models and seeds may change: the trained runs are
+    # reused and the evaluations redone (a study grows across sessions).
+    config = StudyConfig.from_json(path)
+    config.eps, config.limit, config.seeds = [4.0], 32, [0, 1, 2]
+    _check_out(config, overwrite=False)
+    assert open(path).read() == before
 
 
 @pytest.mark.slow
@@ -401,6 +480,8 @@ def test_cifar10_recipe_end_to_end_on_mock_data(tmp_path, capsys):
         str(tmp_path / "c10"),
         "--data-dir",
         str(tmp_path / "tfds"),
+        "--jobs",  # in this process: the mock data lives here
+        "1",
     ]
     with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path / "tfds")):
         assert cli.main(argv) == 0

@@ -28,6 +28,12 @@ from keras_damped.robustness.attacks import check_attack
 from keras_damped.robustness.attacks import check_budget
 from keras_damped.robustness.attacks import logits_fn
 from keras_damped.robustness.attacks import make_attack
+from keras_damped.robustness.protocols import AUTHORS_PROTOCOLS
+from keras_damped.robustness.protocols import AUTHORS_STEPS
+from keras_damped.robustness.protocols import check_protocols
+from keras_damped.robustness.protocols import evaluate_protocol
+from keras_damped.robustness.protocols import model_normalization
+from keras_damped.robustness.protocols import pixel_radius
 from keras_damped.robustness.report import RobustnessReport
 from keras_damped.robustness.report import eps_key
 
@@ -64,13 +70,18 @@ def parse_attacks(attacks):
     return names
 
 
-def worst_case(masks, attacks, key, count):
+def worst_case(masks, attacks, key, count, clean=None):
     """Per example: correct after every L-infinity attack in `attacks` at the
-    eps labelled `key` (the AND of their packed masks); None without one."""
+    eps labelled `key` (the AND of their packed masks) and, given the packed
+    `clean` mask, correct on the clean image too (an attack can turn a
+    misclassified example into a correct one; it was never robust); None
+    without an L-infinity attack."""
     linf = [a for a in attacks if a in LINF_ATTACKS]
     if not linf:
         return None
     survive = np.ones(count, dtype=bool)
+    if clean is not None:
+        survive &= unpack_mask(clean, count)
     for attack in linf:
         survive &= unpack_mask(masks[attack][key], count)
     return survive
@@ -200,6 +211,11 @@ def evaluate(
     apgd_steps=APGD_STEPS,
     square_queries=SQUARE_QUERIES,
     target_classes=TARGET_CLASSES,
+    protocols=("pixel",),
+    protocol_attacks=None,
+    protocol_eps=None,
+    mean=None,
+    std=None,
 ):
     """Clean, noise and adversarial accuracy of one or several models.
 
@@ -242,6 +258,17 @@ def evaluate(
             `noise_levels[noise][c]`.
         apgd_steps, square_queries, target_classes: AutoAttack's budget
             (100 APGD iterations, 5,000 Square queries, 9 APGD-T targets).
+        protocols: from `PROTOCOLS` (`keras_damped.robustness.protocols`):
+            "pixel" runs `attacks` in the standard threat model (left out:
+            no pixel-space attacks); "authors-2020-06" and
+            "authors-2020-08" replay the authors' scripts (eps = 0, their
+            attacks, the noise group with per-file standardisation).
+        protocol_attacks, protocol_eps: the attacks (FGSM, IFGSM, PGD) and
+            stated radii of the authors' protocols (default: `attacks`,
+            `eps`).
+        mean, std: the normalisation (pixel units, per channel) of models
+            without a `Normalization` layer on their input, for the authors'
+            protocols.
 
     Returns:
         A `RobustnessReport`; `report.save(out_dir)` writes its files.
@@ -271,6 +298,16 @@ def evaluate(
             f"Unknown noise_source. Expected one of {NOISE_SOURCES}. "
             f"Received: noise_source={noise_source!r}"
         )
+    protocol_attacks = parse_attacks(
+        attacks if protocol_attacks is None else protocol_attacks
+    )
+    protocol_eps = eps if protocol_eps is None else parse_eps(protocol_eps)
+    protocols = check_protocols(protocols, protocol_attacks)
+    authors = [p for p in protocols if p in AUTHORS_PROTOCOLS]
+    if not authors:
+        protocol_attacks, protocol_eps = [], []
+    if "pixel" not in protocols:
+        attacks = []
     named = _named_models(models)
     if isinstance(dataset, str):
         info = dataset_info(dataset)
@@ -295,6 +332,11 @@ def evaluate(
                 "other attacks (e.g. apgd_ce, square)."
             )
         model_fns[name] = logits_fn(model)
+    norms = {
+        name: model_normalization(model, mean, std)
+        for name, model in named.items()
+        if authors
+    }
 
     if isinstance(dataset, str):
         images, labels = load_arrays(dataset, "test", data_dir, limit)
@@ -326,7 +368,12 @@ def evaluate(
 
     linf = [a for a in attacks if a in LINF_ATTACKS]
     total = len(named) * (
-        1 + len(noise_sets) + len(level_sets) + len(attacks) * len(eps) + 1
+        1
+        + len(noise_sets)
+        + len(level_sets)
+        + len(attacks) * len(eps)
+        + 1
+        + len(authors) * (1 + len(protocol_attacks) * len(protocol_eps) + len(noises))
     )
     bar = keras.utils.Progbar(
         total, verbose=1 if progress is True else 0, unit_name="evaluation"
@@ -463,7 +510,11 @@ def evaluate(
         count = len(images)
         for radius in eps:
             survive = worst_case(
-                entry["masks"]["attacks"], attacks, eps_key(radius), count
+                entry["masks"]["attacks"],
+                attacks,
+                eps_key(radius),
+                count,
+                clean=entry["masks"]["clean"],
             )
             if survive is not None:
                 entry.setdefault("worst", {})[eps_key(radius)] = float(survive.mean())
@@ -474,6 +525,20 @@ def evaluate(
             entry, eps, attacks, max_linf, in_range, large_acc, large_worst, large_eps
         )
         _square_check(entry, eps, attacks, count)
+        for protocol in authors:
+            scores, masks = evaluate_protocol(
+                protocol,
+                fn,
+                correct,
+                (images, labels),
+                protocol_attacks,
+                protocol_eps,
+                noise_sets,
+                norms[name],
+                {"batch_size": batch_size, "seed": seed, "tick": tick},
+            )
+            entry.setdefault("protocols", {})[protocol] = scores
+            entry["masks"].setdefault("protocols", {})[protocol] = masks
         results[name] = entry
 
     data = {
@@ -497,6 +562,33 @@ def evaluate(
             "large_eps_step": max(step_size, 2.5 * large_eps / steps),
             "batch_size": batch_size,
             "pixel_space": True,
+            "protocols": protocols,
+            **(
+                {
+                    "protocol_attacks": protocol_attacks,
+                    "protocol_eps_255": [eps_key(e) for e in protocol_eps],
+                    "protocol_steps": AUTHORS_STEPS,
+                    "normalization": {
+                        name: {"mean": m.tolist(), "std": s.tolist()}
+                        for name, (m, s) in norms.items()
+                    },
+                    "pixel_radius_255": {
+                        protocol: {
+                            name: {
+                                eps_key(e): [
+                                    round(float(255 * r), 4)
+                                    for r in pixel_radius(protocol, e, s)
+                                ]
+                                for e in protocol_eps
+                            }
+                            for name, (m, s) in norms.items()
+                        }
+                        for protocol in authors
+                    },
+                }
+                if authors
+                else {}
+            ),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         },
         "versions": library_versions(),

@@ -111,6 +111,7 @@ class RobustnessReport:
                 for n in noises:
                     cells = [_pct(m["noises"][n][s]) for s in sev]
                     lines.append("| " + " | ".join([name, n, *cells]) + " |")
+        lines += _protocol_lines(settings, models)
         lines += ["", "Sanity checks:", ""]
         for name, m in models.items():
             s = m["sanity"]
@@ -297,6 +298,71 @@ class RobustnessReport:
             self.plot(os.path.join(staging, "plots"))
             self.write_tensorboard(os.path.join(staging, "tb"))
         return os.path.abspath(out_dir)
+
+
+PROTOCOL_NOTES = {
+    "pixel": "the standard threat model: pixels in [0, 1], eps in pixels",
+    "authors-2020-06": "the authors' first release (June 2020, published with "
+    "the paper): eps and the 2/255 step in normalised units (a pixel radius of "
+    "eps x std), the normalised tensor clamped to [0, 1] after every step (in "
+    "pixels, the band [mean, mean + std]: a distortion even at eps = 0), PGD's "
+    "ball centred at its random start; noise files standardised by their own "
+    "statistics",
+    "authors-2020-08": "the authors' August 2020 update: pixel-equivalent eps "
+    "and a 1/255 step, the clamp to the image's range, PGD's ball still "
+    "centred at its random start (points up to 2 eps away); noise files "
+    "standardised by their own statistics",
+}
+
+
+def _protocol_lines(settings, models):
+    """The side-by-side table of the protocols (empty without an authors' one)."""
+    authors = [p for p in settings.get("protocols", ["pixel"]) if p != "pixel"]
+    if not authors:
+        return []
+    protocols = [p for p in settings["protocols"]]
+    lines = ["", "Protocols (the same models under other evaluation code):", ""]
+    lines += [f"- `{p}`: {PROTOCOL_NOTES[p]}." for p in protocols]
+    first = next(iter(settings["pixel_radius_255"][authors[0]].values()))
+    for p in authors:
+        radii = next(iter(settings["pixel_radius_255"][p].values()))
+        lines.append(
+            f"- pixel radius of each stated eps under `{p}` (units of 1/255, per "
+            "channel): " + ", ".join(f"{e}: {radii[e]}" for e in first)
+        )
+    lines.append(
+        "- eps 0: the clean images after the protocol's clamp alone (no attack); "
+        f"{settings['protocol_steps']} steps for IFGSM and PGD."
+    )
+    cols = [
+        (a, e)
+        for a in settings["protocol_attacks"]
+        for e in settings["protocol_eps_255"]
+    ]
+    noises = settings["noises"]
+    head = (
+        ["model", "protocol", "eps 0"] + [f"{a.upper()} {e}" for a, e in cols] + noises
+    )
+    lines += [
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+    for name, m in models.items():
+        for p in protocols:
+            if p == "pixel":
+                scores = {
+                    "eps0": m["clean"],
+                    "attacks": m["attacks"],
+                    "noises": m["noises"],
+                }
+            else:
+                scores = m["protocols"][p]
+            row = [name, p, _pct(scores["eps0"])]
+            row += [_pct(scores["attacks"].get(a, {}).get(e)) for a, e in cols]
+            row += [_pct(scores["noises"].get(n, {}).get("mean")) for n in noises]
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def _pct(value):

@@ -71,6 +71,9 @@ class StudyConfig:
     noise_source: str = "auto"
     data_dir: str | None = None
     threads: int | None = None
+    protocols: list = dataclasses.field(default_factory=lambda: ["pixel"])
+    protocol_attacks: list | None = None
+    protocol_eps: list | None = None
 
     def __post_init__(self):
         if self.baseline is None and self.models:
@@ -83,6 +86,7 @@ class StudyConfig:
         from keras_damped.data.pipeline import dataset_info
         from keras_damped.models.registry import list_models
         from keras_damped.robustness.attacks import check_attack
+        from keras_damped.robustness.protocols import check_protocols
 
         if not self.models or len(set(self.models)) != len(self.models):
             raise ValueError(
@@ -147,6 +151,16 @@ class StudyConfig:
         for noise, levels in self.noise_levels.items():
             for level in levels:
                 check_level(noise, level)
+        check_protocols(
+            self.protocols,
+            self.attacks if self.protocol_attacks is None else self.protocol_attacks,
+        )
+        bad = [e for e in self.protocol_eps or [] if not _finite_at_least(e, 0)]
+        if bad:
+            raise ValueError(
+                "protocol_eps must be radii >= 0 in units of 1/255. "
+                f"Received: protocol_eps={self.protocol_eps!r}"
+            )
         self.train_config(self.models[0], self.seeds[0]).validate()
         return self
 
@@ -189,7 +203,11 @@ class StudyConfig:
             "eval_seed",
             "noise_source",
         )
-        return {k: getattr(self, k) for k in keys}
+        settings = {k: getattr(self, k) for k in keys}
+        if self.protocols != ["pixel"]:  # absent before protocols existed
+            for key in ("protocols", "protocol_attacks", "protocol_eps"):
+                settings[key] = getattr(self, key)
+        return settings
 
     def to_dict(self):
         data = dataclasses.asdict(self)

@@ -79,6 +79,40 @@ def _signed(s):
     return f"{100 * s['mean']:+.1f} [{100 * s['low']:+.1f}, {100 * s['high']:+.1f}]"
 
 
+def _lambda(value):
+    if value is None:
+        return "-"
+    return "0" if value == 0 else f"{value:.3f}"
+
+
+def _resolution_lines(result, columns, conf):
+    """Per column: the paired half-width (what this study can resolve) and
+    the seeds a half-width of 1, 2 or 5 points would need."""
+    lines = [
+        "",
+        "## Resolution",
+        "",
+        f"The half-width of each paired {conf}% interval is the smallest "
+        "difference this study can tell from zero (never below one test "
+        "example's worth); the seeds columns say how many seeds (Student t, "
+        "at this column's spread of the paired differences) a half-width of "
+        "1, 2 or 5 points would need.",
+        "",
+    ]
+    rows = []
+    for model, diffs in result["differences"].items():
+        for c in columns:
+            d = diffs[c]
+            need = d.get("seeds_needed", {})
+            rows.append(
+                [model, c, _pct(d["half_width"]), _pct(d["sd"])]
+                + [str(need.get(h) or "-") for h in ("1", "2", "5")]
+            )
+    header = ["model", "column", "half-width", "sd of differences"]
+    header += ["seeds for ±1", "seeds for ±2", "seeds for ±5"]
+    return lines + _table(header, rows)
+
+
 def to_markdown(result):
     config = result["config"]
     evaluation = result["evaluation"]
@@ -125,6 +159,7 @@ def to_markdown(result):
     if rows:
         lines += _table(["model"] + columns, rows)
         lines += ["", "In words:", ""] + findings(result)
+        lines += _resolution_lines(result, columns, conf)
     rel_columns = [c for c in columns if c != "clean"]
     lines += [
         "",
@@ -164,13 +199,29 @@ def to_markdown(result):
         lines += _table(["model"] + severity_cols, rows)
     damped = {m: d["lambdas"] for m, d in models.items() if d["lambdas"]}
     if damped:
-        lines += ["", "## Learned lambda per damped block (mean over seeds)", ""]
-        blocks = list(next(iter(damped.values())))
-        rows = [
-            [m] + [f"{lams[b]['mean']:.3f}" if b in lams else "-" for b in blocks]
-            for m, lams in damped.items()
+        lines += [
+            "",
+            "## Learned lambda per damped block",
+            "",
+            "Per seed and the mean over seeds; relu clamps lambda at 0 "
+            "(lambda-In-ResNet) and 1 - lambda at 0 (In-ResNet), so exact zeros "
+            "are printed as 0.",
+            "",
         ]
-        lines += _table(["model"] + blocks, rows)
+        blocks = list(next(iter(damped.values())))
+        rows = []
+        for m, lams in damped.items():
+            seeds = sorted({s for b in lams.values() for s in b["seeds"]}, key=int)
+            for seed in seeds:
+                rows.append(
+                    [m, seed]
+                    + [
+                        _lambda(lams.get(b, {}).get("seeds", {}).get(seed))
+                        for b in blocks
+                    ]
+                )
+            rows.append([m, "mean"] + [_lambda(lams[b]["mean"]) for b in blocks])
+        lines += _table(["model", "seed"] + blocks, rows)
     lines += ["", "## Per run", ""]
     rows = []
     for m, d in models.items():
@@ -178,6 +229,11 @@ def to_markdown(result):
             rows.append([m, seed] + [_pct(cols[c]) for c in columns])
     lines += _table(["model", "seed"] + columns, rows)
     return "\n".join(lines) + "\n"
+
+
+def model_colours(models):
+    """One colour per model, the same in every plot of a study."""
+    return {m: f"C{i}" for i, m in enumerate(models)}
 
 
 def plots(result, out_dir):
@@ -193,16 +249,26 @@ def plots(result, out_dir):
     evaluation = result["evaluation"]
     models = result["models"]
     paths = []
+    colour = model_colours(config["models"])
+    seeds = len(next(iter(models.values()))["runs"])
+    note = (
+        f"mean over {seeds} seeds, bands: {int(100 * result['confidence'])}% "
+        "Student-t intervals"
+    )
 
     def band(ax, xs, cols, summaries, label):
+        order = sorted(range(len(xs)), key=lambda i: xs[i])
+        xs = [xs[i] for i in order]
+        cols = [cols[i] for i in order]
         mean = [100 * summaries[c]["mean"] for c in cols]
-        low = [100 * summaries[c]["low"] for c in cols]
-        high = [100 * summaries[c]["high"] for c in cols]
-        (line,) = ax.plot(xs, mean, marker="o", label=label)
+        low = [max(0.0, 100 * summaries[c]["low"]) for c in cols]
+        high = [min(100.0, 100 * summaries[c]["high"]) for c in cols]
+        ax.plot(xs, mean, marker="o", label=label, color=colour[label])
         if not any(math.isnan(v) for v in low):
-            ax.fill_between(xs, low, high, alpha=0.2, color=line.get_color())
+            ax.fill_between(xs, low, high, alpha=0.2, color=colour[label])
 
     def save(fig, name):
+        fig.suptitle(note, fontsize=8)
         fig.tight_layout()
         paths.append(os.path.join(out_dir, name))
         fig.savefig(paths[-1], dpi=100)
@@ -254,18 +320,20 @@ def plots(result, out_dir):
         )
     levels = evaluation.get("noise_levels") or {}
     if levels:
-        panels(
-            "noise_levels.png",
-            [
-                (
-                    f"{noise} noise beyond the severities",
-                    [0.0] + [float(v) for v in values],
-                    ["clean"] + [f"{noise} c={v}" for v in values],
-                )
-                for noise, values in levels.items()
-            ],
-            "noise parameter c (0: clean)",
-        )
+        from keras_damped.data.corruptions import NOISES
+
+        items = []
+        for noise, values in levels.items():
+            xs = [float(v) for v in values]
+            cols = [f"{noise} c={v}" for v in values]
+            if noise in evaluation["noises"] and noise == "gaussian":
+                # The severities are points of the same sweep (sigma c).
+                xs += [NOISES[noise][s - 1] for s in severities]
+                cols += [f"{noise} s{s}" for s in severities]
+            items.append(
+                (f"{noise} noise: severities and beyond", [0.0] + xs, ["clean"] + cols)
+            )
+        panels("noise_levels.png", items, "noise parameter c (sigma; 0: clean)")
     differences = result["differences"]
     if differences:
         columns = main_columns(result)[:PLOT_COLUMNS_LIMIT]
@@ -274,7 +342,7 @@ def plots(result, out_dir):
         )
         y = 0
         ticks, labels = [], []
-        for i, (model, diffs) in enumerate(differences.items()):
+        for model, diffs in differences.items():
             for c in columns:
                 s = diffs[c]
                 x = 100 * s["mean"]
@@ -284,7 +352,7 @@ def plots(result, out_dir):
                     y,
                     xerr=err,
                     fmt="o",
-                    color=f"C{i + 1}",
+                    color=colour[model],
                     capsize=3,
                     label=model if c == columns[0] else None,
                 )
@@ -306,14 +374,19 @@ def plots(result, out_dir):
     if lambdas:
         fig, ax = plt.subplots(figsize=(7, 3.3))
         for m, lams in lambdas.items():
+            blocks = range(1, len(lams) + 1)
             ax.plot(
-                range(1, len(lams) + 1),
+                blocks,
                 [v["mean"] for v in lams.values()],
                 marker="o",
-                label=m,
+                label=f"{m} (mean)",
+                color=colour[m],
             )
+            for b, v in zip(blocks, lams.values()):
+                per_seed = list(v["seeds"].values())
+                ax.scatter([b] * len(per_seed), per_seed, s=10, color=colour[m])
         ax.set_xlabel("damped block (input to output)")
-        ax.set_ylabel("learned lambda (mean over seeds)")
+        ax.set_ylabel("learned lambda (dots: seeds)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         save(fig, "lambdas.png")

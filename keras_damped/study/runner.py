@@ -178,6 +178,13 @@ def _evaluate_one(config, model, seed, log):
         data_dir=config.data_dir,
         progress=progress,
         noise_levels=config.noise_levels,
+        protocols=config.protocols,
+        protocol_attacks=config.protocol_attacks,
+        protocol_eps=(
+            None
+            if config.protocol_eps is None
+            else [e / 255 for e in config.protocol_eps]
+        ),
     )
     eval_dir = _eval_dir(config, model, seed)
     report.save(eval_dir, overwrite=True)

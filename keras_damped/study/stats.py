@@ -5,9 +5,18 @@ import math
 import numpy as np
 
 CONFIDENCE = 0.95
+# Half-widths (accuracy fractions) whose seed counts study.json reports.
+RESOLUTION_TARGETS = (0.01, 0.02, 0.05)
+# Differences of accuracies are sums of float fractions: 1e-9 is far below
+# one example's worth (1e-4 at 10,000 examples) and far above their rounding.
+ROUNDING = 1e-9
 
 
-def summarize(values, confidence=CONFIDENCE):
+def _points(fraction):
+    return f"{100 * fraction:g}"
+
+
+def summarize(values, confidence=CONFIDENCE, floor=0.0):
     """Mean, sample standard deviation and the Student-t interval of the mean.
 
     Formula:
@@ -16,7 +25,10 @@ def summarize(values, confidence=CONFIDENCE):
     sd = sqrt(sum((x - mean) ** 2) / (n - 1))
     half_width = t(1 - (1 - confidence) / 2, n - 1) * sd / sqrt(n)
     ```
-    With one value the spread and the interval are undefined (NaN).
+    With one value the spread and the interval are undefined (NaN). The
+    half-width is at least `floor`: accuracies measured on N examples move
+    in steps of 1/N, so seeds that agree exactly (sd 0) do not make an
+    interval narrower than one example's worth.
 
     Returns:
         A dict with `n`, `mean`, `sd`, `half_width`, `low`, `high`.
@@ -33,6 +45,7 @@ def summarize(values, confidence=CONFIDENCE):
     else:
         sd = float(x.std(ddof=1))
         half = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n))
+        half = max(half, floor)
     return {
         "n": n,
         "mean": mean,
@@ -43,8 +56,11 @@ def summarize(values, confidence=CONFIDENCE):
     }
 
 
-def paired_difference(values, baseline, confidence=CONFIDENCE):
+def paired_difference(values, baseline, confidence=CONFIDENCE, floor=0.0):
     """`summarize` of the seed-matched differences `values[s] - baseline[s]`.
+
+    The half-width is the study's resolution for that column: the smallest
+    difference it can tell from zero (at least `floor`, see `summarize`).
 
     Args:
         values, baseline: {seed: value}; only seeds present in both count.
@@ -60,18 +76,38 @@ def paired_difference(values, baseline, confidence=CONFIDENCE):
             "paired_difference needs seeds common to both models. Received "
             f"seeds {sorted(values)} and {sorted(baseline)}."
         )
-    result = summarize([values[s] - baseline[s] for s in seeds], confidence)
+    result = summarize([values[s] - baseline[s] for s in seeds], confidence, floor)
     result["seeds"] = seeds
     result["verdict"] = verdict(result)
     return result
 
 
+def seeds_needed(sd, half_width, confidence=CONFIDENCE, most=10_000):
+    """Seeds for a paired interval of at most `half_width`, given the spread.
+
+    The smallest n >= 2 with `t(1 - (1 - confidence) / 2, n - 1) * sd /
+    sqrt(n) <= half_width` (Student t, not the normal approximation, which
+    undercounts at few seeds); None if more than `most` or `sd` is NaN.
+    """
+    from scipy import stats
+
+    if math.isnan(sd):
+        return None
+    q = 1 - (1 - confidence) / 2
+    for n in range(2, most + 1):
+        if stats.t.ppf(q, n - 1) * sd / math.sqrt(n) <= half_width:
+            return n
+    return None
+
+
 def verdict(summary):
+    """`higher`/`lower` where the interval excludes zero (an end within
+    float rounding of zero counts as touching it)."""
     if math.isnan(summary["half_width"]):
         return "no difference shown"
-    if summary["low"] > 0:
+    if summary["low"] > ROUNDING:
         return "higher"
-    if summary["high"] < 0:
+    if summary["high"] < -ROUNDING:
         return "lower"
     return "no difference shown"
 
@@ -81,8 +117,9 @@ def run_columns(entry, settings):
 
     `clean`; `<noise>` (mean over severities) and `<noise> s<k>`;
     `<noise> c=<level>` for explicit levels; `<attack> <eps>`; and
-    `worst <eps>`, the fraction of examples that survive every L-infinity
-    attack at that eps (the AND of the per-example masks).
+    `worst <eps>`, the fraction of examples that are correct clean and
+    survive every L-infinity attack at that eps (the AND of the per-example
+    masks).
     """
     from keras_damped.robustness.evaluate import worst_case
 
@@ -100,7 +137,13 @@ def run_columns(entry, settings):
         for e in settings["eps_255"]:
             columns[f"{attack} {e}"] = entry["attacks"][attack][e]
     for e in settings["eps_255"]:
-        survive = worst_case(entry["masks"]["attacks"], settings["attacks"], e, count)
+        survive = worst_case(
+            entry["masks"]["attacks"],
+            settings["attacks"],
+            e,
+            count,
+            clean=entry["masks"]["clean"],
+        )
         if survive is not None:
             columns[f"worst {e}"] = float(survive.mean())
     return columns
@@ -139,6 +182,7 @@ def summarize_study(config, reports):
         }
         data["lambdas"] = _lambdas(config, model, sorted(runs))
     base = models[config.baseline]["runs"]
+    floor = 1.0 / settings["examples"]  # one test example's worth
     differences = {}
     for model, data in models.items():
         if model == config.baseline:
@@ -147,13 +191,19 @@ def summarize_study(config, reports):
             c: paired_difference(
                 {s: r[c] for s, r in data["runs"].items()},
                 {s: r[c] for s, r in base.items()},
+                floor=floor,
             )
             for c in columns
         }
+        for diff in differences[model].values():
+            diff["seeds_needed"] = {
+                _points(h): seeds_needed(diff["sd"], h) for h in RESOLUTION_TARGETS
+            }
         differences[model]["_relative"] = {
             c: paired_difference(
                 {s: relative(r, c) for s, r in data["runs"].items()},
                 {s: relative(r, c) for s, r in base.items()},
+                floor=floor,
             )
             for c in columns
             if c != "clean"

@@ -17,8 +17,11 @@ import time
 def _exit_with(parent):
     """Ends this process when the study process that started it is gone (a
     killed study must not leave runs training behind its back)."""
+    from keras_damped.training.callbacks import SAVING
+
     while os.getppid() == parent:
         time.sleep(0.5)
+    SAVING.acquire()
     os._exit(1)
 
 

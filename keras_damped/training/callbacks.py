@@ -2,6 +2,9 @@
 
 import logging
 import math
+import os
+import shutil
+import threading
 import time
 
 import keras
@@ -69,10 +72,20 @@ class BackupUnlessDiverged(keras.callbacks.BackupAndRestore):
     `TerminateOnNaN` stopped training, which would overwrite the last good
     checkpoint with diverged weights. This one records where the loss first
     became non-finite (`diverged_at = (epoch, batch)`) and stops saving.
+
+    It keeps Keras' `double_checkpoint`: a process killed while it writes
+    the weights (a study's worker whose session ends) leaves the previous
+    epoch's state, which the next run loads instead of failing on a
+    truncated file.
     """
 
     def __init__(self, backup_dir):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+        super().__init__(
+            backup_dir,
+            save_freq="epoch",
+            delete_checkpoint=False,
+            double_checkpoint=True,
+        )
         self.diverged_at = None
         self._epoch = 0
 
@@ -91,6 +104,47 @@ class BackupUnlessDiverged(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged_at is None:
             super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        with SAVING:
+            super()._save_model()
+
+    @staticmethod
+    def recover(backup_dir):
+        """Makes a checkpoint left unreadable by a kill usable before resuming.
+
+        Keras falls back to the previous checkpoint only inside `fit`, after
+        the caller has planned the run from the (newer) metadata; this does
+        the same first, so the resumed run and its data agree on the epoch:
+        the previous checkpoint replaces an unreadable one, or, without one,
+        the run starts over.
+        """
+        import h5py
+
+        weights = os.path.join(backup_dir, "latest.weights.h5")
+        meta = os.path.join(backup_dir, "training_metadata.json")
+        if not os.path.isfile(weights):
+            return
+        try:
+            with h5py.File(weights, "r"):
+                return
+        except OSError:
+            pass
+        for path in (weights, meta):
+            if os.path.isfile(path + ".bkp"):
+                shutil.copyfile(path + ".bkp", path)
+            elif os.path.isfile(path):
+                os.remove(path)
+        logging.getLogger("keras_damped").warning(
+            "The checkpoint in %s was unreadable (a kill while it was written); "
+            "resuming from the one before.",
+            backup_dir,
+        )
+
+
+# Held while a checkpoint is written: a study worker whose study is gone
+# waits for it before it exits, so it never leaves a truncated file.
+SAVING = threading.Lock()
 
 
 class ProgressLogger(keras.callbacks.Callback):

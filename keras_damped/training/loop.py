@@ -289,6 +289,8 @@ def train(config, resume=False, overwrite=False, callbacks=None):
     strategy = make_strategy(config.distribute)
     chief = _is_chief(strategy)
     # Only the chief owns the run folder; other workers keep scratch state.
+    if chief and not overwrite:
+        BackupUnlessDiverged.recover(os.path.join(config.run_dir, "checkpoints"))
     initial_epoch = _check_run_dir(config, resume, overwrite) if chief else 0
     previous = _previous_record(config.run_dir) if chief and not overwrite else None
 

@@ -1,0 +1,242 @@
+"""The same training step in keras_damped and in other frameworks.
+
+One In-ResNet (pre-activation CIFAR ResNet with damped identity blocks),
+batch 128 of 32x32x3, the paper's SGD (momentum 0.9, coupled weight decay
+1e-4), timed as
+
+* `graph`: keras_damped on TensorFlow, graph mode (`--jit-compile off`);
+* `xla`: keras_damped on TensorFlow with XLA (`--jit-compile on`);
+* `jax`: the same keras_damped model on Keras' JAX backend (jit);
+* `torch`: a PyTorch twin written here from PAPER.md (NCHW, `padding=1`,
+  `torch.optim.SGD(momentum=0.9, weight_decay=1e-4)`), the framework of
+  the authors' code; measured only where PyTorch is installed
+  (`pip install torch`; not a dependency of keras_damped).
+
+Each configuration runs in a fresh process, in rounds whose order rotates;
+a row is the median over rounds of each process's median of `--steps`
+timed steps after 2 warm-up steps (the first compiles). `auto` is the
+configuration `--jit-compile auto` chooses on this machine.
+
+    python benchmarks/frameworks.py            # in_resnet20 and in_resnet110
+    python benchmarks/frameworks.py --quick    # in_resnet20, 2 rounds, 3 steps
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import _common
+
+CONFIGS = ("graph", "xla", "jax", "torch")
+DEPTHS = {"in_resnet20": 20, "in_resnet110": 110}
+
+
+def keras_step(model_name, config, batch_size):
+    import keras
+
+    from keras_damped import create_model
+    from keras_damped.optimizers import ReferenceSGD
+    from keras_damped.training.schedules import add_weight_decay
+
+    keras.utils.set_random_seed(0)
+    model = create_model(model_name)
+    add_weight_decay(model, 1e-4)
+    model.compile(
+        ReferenceSGD(0.1, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=config != "graph",
+    )
+    x, y = _common.synthetic_batch(batch_size)
+    return lambda: model.train_on_batch(x, y)
+
+
+def torch_step(depth, batch_size, threads):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        """BN-ReLU-conv3x3(stride)-BN-ReLU-conv3x3; damped when identity."""
+
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.bn1, self.bn2 = nn.BatchNorm2d(cin), nn.BatchNorm2d(cout)
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.project = None
+            if stride != 1 or cin != cout:
+                self.project = nn.Sequential(
+                    nn.BatchNorm2d(cin),
+                    nn.ReLU(),
+                    nn.Conv2d(cin, cout, 1, stride, bias=False),
+                )
+            self.k = None if self.project else nn.Parameter(torch.tensor(0.775))
+
+        def forward(self, x):
+            f = self.conv1(torch.relu(self.bn1(x)))
+            f = self.conv2(torch.relu(self.bn2(f)))
+            if self.project is not None:
+                return f + self.project(x)
+            return f + (1 - torch.relu(1 - self.k)) * x
+
+    n = (depth - 2) // 6
+    layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False)], 16
+    for stage, width in enumerate((16, 32, 64)):
+        for i in range(n):
+            stride = 2 if stage and i == 0 else 1
+            # The first block of the network projects, as in the reference.
+            block = Block(cin, width, stride)
+            if stage == 0 and i == 0:
+                block.project = nn.Sequential(
+                    nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, width, 1, bias=False)
+                )
+                block.k = None
+            layers.append(block)
+            cin = width
+    layers += [
+        nn.BatchNorm2d(cin),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(cin, 10),
+    ]
+    net = nn.Sequential(*layers).train()
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = _common.synthetic_batch(batch_size)
+    x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(y).long()
+
+    def step():
+        optimizer.zero_grad()
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def measure(model_name, config, args):
+    """One configuration, in this process: ms per training step."""
+    if config == "torch":
+        step = torch_step(DEPTHS[model_name], args.batch_size, os.cpu_count())
+    else:
+        if config != "jax":
+            _common.start_tensorflow()
+        step = keras_step(model_name, config, args.batch_size)
+    step()
+    step()
+    times = _common.seconds(step, args.steps)
+    _common.print_row(
+        {"model": model_name, "config": config, "ms": 1000 * statistics.median(times)}
+    )
+
+
+def in_fresh_process(model_name, config, args):
+    env = dict(os.environ, KERAS_BACKEND="jax" if config == "jax" else "tensorflow")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    command = [sys.executable, __file__, "--row", f"{model_name}:{config}"]
+    command += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    for line in result.stdout.splitlines():
+        if line.startswith(_common.ROW_MARK):
+            return json.loads(line[len(_common.ROW_MARK) :])["ms"]
+    raise SystemExit(f"{' '.join(command)} printed no row")
+
+
+def main():
+    p = _common.parser(__doc__.splitlines()[0], "frameworks")
+    p.add_argument("--models", default=",".join(DEPTHS))
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=8, help="timed steps per process")
+    p.add_argument("--row", help=argparse.SUPPRESS)  # model:config, one process
+    args = p.parse_args()
+    if args.row:
+        measure(*args.row.split(":"), args)
+        return
+    models = args.models.split(",")
+    if args.quick:
+        models, args.rounds, args.steps = ["in_resnet20"], 2, 3
+    configs = [c for c in CONFIGS if c != "torch"]
+    if importlib.util.find_spec("torch") is not None:
+        configs.append("torch")
+    _common.start_tensorflow()
+    from keras_damped.training.loop import _jit_decision
+
+    auto_xla, rule = _jit_decision("auto")
+    auto = "xla" if auto_xla else "graph"
+    ms = {(m, c): [] for m in models for c in configs}
+    begin = time.perf_counter()
+    for r in range(args.rounds):
+        for model_name in models:
+            order = configs[r % len(configs) :] + configs[: r % len(configs)]
+            for config in order:
+                ms[model_name, config].append(
+                    in_fresh_process(model_name, config, args)
+                )
+                print(
+                    f"round {r + 1}: {model_name} {config} "
+                    f"{ms[model_name, config][-1]:.0f} ms/step",
+                    flush=True,
+                )
+    reference = "torch" if "torch" in configs else "graph"
+    rows, table = [], []
+    for model_name in models:
+        median = {c: statistics.median(ms[model_name, c]) for c in configs}
+        row = {
+            "model": model_name,
+            "auto": auto,
+            "images_per_s": {
+                c: round(args.batch_size * 1000 / median[c], 1) for c in configs
+            },
+            "ms_per_step_by_round": {c: ms[model_name, c] for c in configs},
+        }
+        rows.append(row)
+        rate = row["images_per_s"]
+        cells = [model_name]
+        for c in configs:
+            ratio = median[reference] / median[c]
+            cells.append(f"{rate[c]:.1f} ({ratio:.2f}x)")
+        cells.append(f"{rate[auto]:.1f} ({auto})")
+        table.append(cells)
+    headers = ["model", *(f"{c} img/s" for c in configs), "auto img/s"]
+    record = {
+        "machine": _common.machine(),
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "reference": reference,
+        "auto_rule": rule,
+        "torch": _torch_version(),
+        "seconds": round(time.perf_counter() - begin, 1),
+        "rows": rows,
+    }
+    _common.save(
+        args.out,
+        record,
+        _common.markdown_table(headers, table),
+        f"Training throughput by framework (ratios to {reference})",
+    )
+
+
+def _torch_version():
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return torch.__version__
+
+
+if __name__ == "__main__":
+    main()

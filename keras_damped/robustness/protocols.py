@@ -1,0 +1,283 @@
+"""The authors' evaluation protocols, replayed beside the standard one.
+
+The paper's robustness numbers come from the authors' attack and noise
+scripts (minicheshire/InResNet), which differ from a pixel-space L-infinity
+evaluation (PAPER.md section 5). Three protocols:
+
+* `pixel`: the standard threat model (pixels in [0, 1], eps in pixels);
+  what `evaluate()` measures with every attack.
+* `authors-2020-06`, the first release (published with the paper): the
+  attacks work on the normalised tensor `z = (x - mean) / std`; eps and the
+  IFGSM/PGD step (2/255) are in units of z, so a pixel radius of `eps * std`
+  per channel; after every step z is clamped to [0, 1], which in pixels
+  keeps only the band [mean, mean + std] of each channel (also at eps = 0);
+  PGD's projection ball is centred at its random start, so a point may lie
+  up to 2 eps from the clean image.
+* `authors-2020-08`, the August 2020 update: eps and the step (1/255) are
+  divided by each channel's std (pixel-equivalent radii), z is clamped to
+  the image's range, PGD's ball is still centred at the random start.
+
+Both authors' versions standardise each noise "file" (one noise's
+severities stacked, over the evaluated images) by its own per-channel mean
+and std instead of the training constants. The attacks the authors ran are
+FGSM, IFGSM and PGD, 20 steps each; IFGSM starts at the clean image.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+PROTOCOLS = ("pixel", "authors-2020-06", "authors-2020-08")
+AUTHORS_PROTOCOLS = PROTOCOLS[1:]
+AUTHORS_ATTACKS = ("fgsm", "ifgsm", "pgd")
+AUTHORS_STEPS = 20
+# The IFGSM/PGD step: 2/255 in normalised units (June), 1/255 in pixels
+# (August, divided by each channel's std like eps).
+AUTHORS_STEP = {"authors-2020-06": 2 / 255, "authors-2020-08": 1 / 255}
+
+
+def check_protocols(protocols, attacks):
+    """The protocol names, checked; authors' protocols only with their attacks."""
+    if isinstance(protocols, str):
+        protocols = [protocols]
+    protocols = list(dict.fromkeys(protocols))
+    for name in protocols:
+        if name not in PROTOCOLS:
+            raise ValueError(
+                f"Unknown protocol. Expected one of {PROTOCOLS}. "
+                f"Received: protocol={name!r}"
+            )
+    if not protocols:
+        raise ValueError(f"protocols must name at least one of {PROTOCOLS}.")
+    if any(p in AUTHORS_PROTOCOLS for p in protocols):
+        other = [a for a in attacks if a not in AUTHORS_ATTACKS]
+        if other:
+            raise ValueError(
+                f"The authors' protocols cover the attacks they ran, "
+                f"{AUTHORS_ATTACKS}. Received: attack={other[0]!r} under "
+                f"{[p for p in protocols if p in AUTHORS_PROTOCOLS]} (give the "
+                "authors' protocols their own attacks with protocol_attacks / "
+                "--protocol-attacks)."
+            )
+    return protocols
+
+
+def model_normalization(model, mean=None, std=None):
+    """The per-channel (mean, std) in pixel units that `model` normalises with.
+
+    Read from a `keras.layers.Normalization` applied directly to the model's
+    input (every keras_damped model has one); `mean` and `std` given
+    explicitly take precedence (a model that normalises otherwise, or one
+    trained on inputs normalised outside it).
+    """
+    import keras
+
+    channels = model.input_shape[-1]
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise ValueError(
+                "Pass both mean= and std= (pixel units, one value or one per "
+                f"channel). Received: mean={mean!r}, std={std!r}"
+            )
+        mean = np.broadcast_to(np.asarray(mean, "float64"), (channels,)).copy()
+        std = np.broadcast_to(np.asarray(std, "float64"), (channels,)).copy()
+        if not np.all(std > 0):
+            raise ValueError(f"std must be positive. Received: std={std.tolist()}")
+        return mean, std
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.layers.Normalization) and not layer.invert:
+            inbound = getattr(layer, "_inbound_nodes", [])
+            feeds = [t for node in inbound for t in node.input_tensors]
+            if any(t is model.inputs[0] for t in feeds) or not feeds:
+                mean = np.asarray(layer.mean, "float64").reshape(-1)
+                var = np.asarray(layer.variance, "float64").reshape(-1)
+                shape = (channels,)
+                return (
+                    np.broadcast_to(mean, shape).copy(),
+                    np.broadcast_to(np.sqrt(var), shape).copy(),
+                )
+        break
+    raise ValueError(
+        f"Model {model.name!r} has no keras.layers.Normalization on its input, "
+        "so the mean and std the authors' protocols normalise with are unknown "
+        "(a damp()-converted application or your own network). Pass them "
+        "explicitly: evaluate(..., mean=[...], std=[...]) in pixel units, or "
+        "--mean/--std on the command line."
+    )
+
+
+def pixel_radius(protocol, eps, std):
+    """The per-channel pixel radius of a stated radius `eps` under `protocol`."""
+    std = np.asarray(std, "float64")
+    if protocol == "authors-2020-06":
+        return eps * std
+    return np.full_like(std, eps)
+
+
+def _bounds(protocol, mean, std):
+    """(lo, hi) of the clamp on the normalised tensor z."""
+    if protocol == "authors-2020-06":
+        return np.zeros_like(mean), np.ones_like(mean)
+    return (0.0 - mean) / std, (1.0 - mean) / std
+
+
+def _z_units(protocol, std, value):
+    """A stated radius or step as a per-channel size in units of z."""
+    if protocol == "authors-2020-06":
+        return np.full_like(std, value)
+    return value / std
+
+
+def make_protocol_attack(protocol, attack, model_fn, mean, std, steps=AUTHORS_STEPS):
+    """`(x, y, eps, seed) -> x_adv` for one authors' attack under `protocol`.
+
+    `x` are pixels in [0, 1], `eps` the stated radius (k/255), `seed` a
+    pair of integers for PGD's random start. The attack runs on
+    `z = (x - mean) / std` with the network seeing `z * std + mean`, and the
+    result is returned in pixels.
+    """
+    if protocol not in AUTHORS_PROTOCOLS or attack not in AUTHORS_ATTACKS:
+        raise ValueError(
+            f"make_protocol_attack covers {AUTHORS_ATTACKS} under "
+            f"{AUTHORS_PROTOCOLS}. Received: protocol={protocol!r}, "
+            f"attack={attack!r}"
+        )
+    mean = np.asarray(mean, "float64")
+    std = np.asarray(std, "float64")
+    lo, hi = _bounds(protocol, mean, std)
+    unit = _z_units(protocol, std, 1.0)  # a stated radius of 1 in z units
+    step = _z_units(protocol, std, AUTHORS_STEP[protocol])
+    iterations = 1 if attack == "fgsm" else steps
+
+    def run(x, y, eps, seed):
+        dtype = x.dtype
+        m, s = tf.constant(mean, dtype), tf.constant(std, dtype)
+        low, high = tf.constant(lo, dtype), tf.constant(hi, dtype)
+        radius = eps * tf.constant(unit, dtype)
+        size = radius if attack == "fgsm" else tf.constant(step, dtype)
+        z = (x - m) / s
+        if attack == "pgd":
+            # The random start is added first and the ball centred on it.
+            z = z + radius * tf.random.stateless_uniform(
+                tf.shape(z), seed, minval=-1.0, maxval=1.0, dtype=dtype
+            )
+        centre = z
+        for _ in tf.range(iterations):
+            with tf.GradientTape() as tape:
+                tape.watch(z)
+                logits = tf.cast(model_fn(z * s + m), dtype)
+                loss = tf.reduce_sum(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+                )
+            z = z + size * tf.sign(tape.gradient(loss, z))
+            if attack != "fgsm":
+                z = tf.clip_by_value(z, centre - radius, centre + radius)
+            z = tf.clip_by_value(z, low, high)
+        return z * s + m
+
+    compiled = []
+
+    def call(x, y, eps, seed=(0, 0)):
+        if not compiled:
+            signature = [
+                tf.TensorSpec((None, *x.shape[1:]), x.dtype),
+                tf.TensorSpec((None,), y.dtype),
+                tf.TensorSpec((), x.dtype),
+                tf.TensorSpec((2,), tf.int64),
+            ]
+            compiled.append(tf.function(run, input_signature=signature))
+        return compiled[0](x, y, tf.constant(eps, x.dtype), tf.constant(seed, tf.int64))
+
+    return call
+
+
+def clamp_only(protocol, x, mean, std):
+    """The clean images as the protocol's clamp leaves them (eps = 0)."""
+    lo, hi = _bounds(protocol, np.asarray(mean, "float64"), np.asarray(std, "float64"))
+    z = np.clip((x - mean) / std, lo, hi)
+    return (z * std + mean).astype(x.dtype)
+
+
+def standardise_file(stack, mean, std):
+    """One noise's severities stacked, as the authors' noise script feeds them.
+
+    The file is standardised by its own per-channel mean and (population)
+    std over all its pixels; the model, which normalises with the training
+    `mean` and `std` itself, is given the pixels that make its first layer
+    produce exactly that tensor.
+
+    Args:
+        stack: images `(severities * n, h, w, c)` in [0, 1].
+
+    Returns:
+        The model's input, and the file's (mean, std) per channel.
+    """
+    stack = np.asarray(stack, "float64")
+    axes = tuple(range(stack.ndim - 1))
+    file_mean, file_std = stack.mean(axes), stack.std(axes)
+    z = (stack - file_mean) / file_std
+    return (z * std + mean).astype("float32"), file_mean, file_std
+
+
+def evaluate_protocol(
+    protocol, model_fn, correct, data, attacks, eps, noise_sets, norm, settings
+):
+    """One model under one authors' protocol: eps = 0, the attacks, the noise.
+
+    Args:
+        protocol: one of `AUTHORS_PROTOCOLS`.
+        model_fn: `x -> logits` on pixels.
+        correct: `(x, y) -> boolean mask` of correct predictions, batched.
+        data: the clean `(images, labels)`.
+        attacks, eps: the attacks (of `AUTHORS_ATTACKS`) and stated radii.
+        noise_sets: `{(noise, severity): (images, labels or None)}`.
+        norm: the model's `(mean, std)` in pixel units.
+        settings: `{"batch_size", "seed", "tick"}` (tick: called after each
+            unit of work).
+
+    Returns:
+        `(results, masks)`: accuracies and packed per-example masks.
+    """
+    from keras_damped.robustness.evaluate import pack_mask
+    from keras_damped.robustness.report import eps_key
+
+    images, labels = data
+    mean, std = norm
+    batch, tick = settings["batch_size"], settings["tick"]
+    clamped = correct(clamp_only(protocol, images, mean, std), labels)
+    results = {"eps0": float(clamped.mean()), "attacks": {}, "noises": {}}
+    masks = {"eps0": pack_mask(clamped), "attacks": {}}
+    tick()
+    for attack in attacks:
+        run = make_protocol_attack(protocol, attack, model_fn, mean, std)
+        for radius in eps:
+            parts = []
+            for i, start in enumerate(range(0, len(images), batch)):
+                x = tf.constant(images[start : start + batch])
+                y = tf.constant(labels[start : start + batch])
+                x_adv = run(x, y, radius, (settings["seed"], i)).numpy()
+                parts.append(correct(x_adv, labels[start : start + batch]))
+            mask = np.concatenate(parts)
+            results["attacks"].setdefault(attack, {})[eps_key(radius)] = float(
+                mask.mean()
+            )
+            masks["attacks"].setdefault(attack, {})[eps_key(radius)] = pack_mask(mask)
+            tick()
+    by_noise = {}
+    for (noise, severity), (x, y) in noise_sets.items():
+        by_noise.setdefault(noise, []).append((severity, x, y))
+    for noise, parts in by_noise.items():
+        stack = np.concatenate([x for _, x, _ in parts])
+        fed, _, _ = standardise_file(stack, mean, std)
+        scores, offset = {}, 0
+        for severity, x, y in parts:
+            y = labels if y is None else y.astype("int32")
+            scores[str(severity)] = float(
+                correct(fed[offset : offset + len(x)], y).mean()
+            )
+            offset += len(x)
+        scores["mean"] = float(np.mean(list(scores.values())))
+        results["noises"][noise] = scores
+        tick()
+    return results, masks
