@@ -168,46 +168,28 @@ def test_noise_files_are_standardised_by_their_own_statistics(linear):
     assert scores["gaussian"]["5"] == pytest.approx(np.mean(pred[24:] == y))
 
 
-def test_models_without_normalisation_and_bad_names_are_refused(linear, tmp_path):
+def test_models_without_normalisation_and_bad_names_are_refused(
+    linear, tmp_path, capsys
+):
     model, _, _, x, y = linear
     bare = keras.Sequential(
         [keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(CLASSES)]
     )
     data = (x.astype("float32"), y)
+    common = {"attacks": ["fgsm"], "eps": [0.01], "noises": [], "progress": False}
     with pytest.raises(ValueError, match="no keras.layers.Normalization.*mean="):
-        evaluate(
-            bare,
-            data,
-            attacks=["fgsm"],
-            eps=[0.01],
-            noises=[],
-            protocols=["authors-2020-06"],
-            progress=False,
-        )
+        evaluate(bare, data, protocols=["authors-2020-06"], **common)
     mean, std = model_normalization(bare, mean=0.5, std=[0.2, 0.3])
     assert mean.tolist() == [0.5, 0.5] and std.tolist() == [0.2, 0.3]
     report = evaluate(
-        bare,
-        data,
-        attacks=["fgsm"],
-        eps=[0.01],
-        noises=[],
-        protocols=["authors-2020-06"],
-        mean=0.5,
-        std=0.2,
-        progress=False,
+        bare, data, protocols=["authors-2020-06"], mean=0.5, std=0.2, **common
     )
     assert report.data["settings"]["pixel_radius_255"]["authors-2020-06"]
     with pytest.raises(ValueError, match=r"Expected one of \('pixel', 'authors"):
-        evaluate(model, data, attacks=["fgsm"], eps=[0.01], protocols=["authors"])
+        evaluate(model, data, protocols=["authors"], **common)
     with pytest.raises(ValueError, match="attack='apgd_ce'"):
-        evaluate(
-            model,
-            data,
-            attacks=["apgd_ce"],
-            eps=[0.01],
-            protocols=["pixel", "authors-2020-08"],
-        )
+        apgd = {**common, "attacks": ["apgd_ce"]}
+        evaluate(model, data, protocols=["pixel", "authors-2020-08"], **apgd)
     out = tmp_path / "never"
     code = cli.main(
         [
@@ -223,6 +205,7 @@ def test_models_without_normalisation_and_bad_names_are_refused(linear, tmp_path
         ]
     )
     assert code == 2 and not out.exists()
+    assert "protocol='authors-2021'" in capsys.readouterr().err
 
 
 def test_cli_runs_the_three_protocols_side_by_side(trained_small_model, tmp_path):
