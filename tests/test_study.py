@@ -437,6 +437,12 @@ def test_tensorboard_serves_the_hparams_and_the_damping(resumed_study):
         (["--models", "resnet20", "--noise-levels", "impulse=2"], "<= 1"),
         (["--models", "resnet20", "--attacks", "apgd"], "Unknown attack"),
         (["--models", "resnet20", "--epochs", "0"], "epochs must be a positive"),
+        (["--models", "resnet20", "--protocols", "authors"], "protocol='authors'"),
+        (
+            ["--models", "resnet20", "--protocols", "pixel,authors-2020-06"]
+            + ["--attacks", "pgd,apgd_ce"],
+            "attack='apgd_ce' under",
+        ),
     ],
 )
 def test_bad_study_arguments_fail_before_any_work(args, message, tmp_path, capsys):

@@ -340,9 +340,9 @@ def _protocol_lines(settings, models):
         for e in settings["protocol_eps_255"]
     ]
     noises = settings["noises"]
-    head = (
-        ["model", "protocol", "eps 0"] + [f"{a.upper()} {e}" for a, e in cols] + noises
-    )
+    eps = settings["protocol_eps_255"]
+    head = ["model", "protocol", f"pixel radius of {', '.join(eps)}", "eps 0"]
+    head += [f"{a.upper()} {e}" for a, e in cols] + noises
     lines += [
         "",
         "| " + " | ".join(head) + " |",
@@ -358,11 +358,22 @@ def _protocol_lines(settings, models):
                 }
             else:
                 scores = m["protocols"][p]
-            row = [name, p, _pct(scores["eps0"])]
+            if p == "pixel":
+                radii = ", ".join(eps)
+            else:
+                per_eps = settings["pixel_radius_255"][p][name]
+                radii = ", ".join(_radius(per_eps[e]) for e in eps)
+            row = [name, p, radii, _pct(scores["eps0"])]
             row += [_pct(scores["attacks"].get(a, {}).get(e)) for a, e in cols]
             row += [_pct(scores["noises"].get(n, {}).get("mean")) for n in noises]
             lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def _radius(per_channel):
+    """One radius, or the per-channel ones in brackets when they differ."""
+    values = [f"{r:.2f}".rstrip("0").rstrip(".") for r in per_channel]
+    return values[0] if len(set(values)) == 1 else "[" + " ".join(values) + "]"
 
 
 def _pct(value):
