@@ -18,7 +18,7 @@ timed steps after 2 warm-up steps (the first compiles). `auto` is the
 configuration `--jit-compile auto` chooses on this machine.
 
     python benchmarks/frameworks.py            # in_resnet20 and in_resnet110
-    python benchmarks/frameworks.py --quick    # in_resnet20, 2 rounds, 3 steps
+    python benchmarks/frameworks.py --quick    # in_resnet20, 1 round, 2 steps
 """
 
 import argparse
@@ -167,7 +167,7 @@ def main():
         return
     models = args.models.split(",")
     if args.quick:
-        models, args.rounds, args.steps = ["in_resnet20"], 2, 3
+        models, args.rounds, args.steps = ["in_resnet20"], 1, 2
     configs = [c for c in CONFIGS if c != "torch"]
     if importlib.util.find_spec("torch") is not None:
         configs.append("torch")

@@ -236,6 +236,10 @@ def parse_severities(text):
 
 def _add_robustness_options(parser, attacks):
     """The attack and noise options `evaluate` and `study` share."""
+    from keras_damped.robustness.autoattack import APGD_STEPS
+    from keras_damped.robustness.autoattack import SQUARE_QUERIES
+    from keras_damped.robustness.autoattack import TARGET_CLASSES
+
     parser.add_argument(
         "--attacks",
         default=attacks,
@@ -252,6 +256,31 @@ def _add_robustness_options(parser, attacks):
         help="comma-separated, or 'none'",
     )
     parser.add_argument("--severities", default="1-5", help="e.g. 1,5 or 1-5")
+    parser.add_argument(
+        "--attack-limit",
+        type=_positive_int("--attack-limit"),
+        default=None,
+        help="attack only the first N of the --limit test examples (default: "
+        "all); clean accuracy and noise use all of them",
+    )
+    parser.add_argument(
+        "--apgd-steps",
+        type=_positive_int("--apgd-steps"),
+        default=APGD_STEPS,
+        help="iterations of APGD-CE and of each APGD-T target (AutoAttack: 100)",
+    )
+    parser.add_argument(
+        "--target-classes",
+        type=_positive_int("--target-classes"),
+        default=TARGET_CLASSES,
+        help="target classes of APGD-T (AutoAttack: 9)",
+    )
+    parser.add_argument(
+        "--square-queries",
+        type=_positive_int("--square-queries"),
+        default=SQUARE_QUERIES,
+        help="queries of the Square attack (AutoAttack: 5000)",
+    )
     parser.add_argument(
         "--protocols",
         default="pixel",
@@ -288,10 +317,6 @@ def _protocol_options(args):
 
 
 def _add_evaluate_parser(sub):
-    from keras_damped.robustness.autoattack import APGD_STEPS
-    from keras_damped.robustness.autoattack import SQUARE_QUERIES
-    from keras_damped.robustness.autoattack import TARGET_CLASSES
-
     evaluate = sub.add_parser(
         "evaluate",
         help="robustness of one or several models: noise and adversarial attacks",
@@ -311,24 +336,6 @@ def _add_evaluate_parser(sub):
         "--limit", type=int, default=1000, help="the first N test examples"
     )
     evaluate.add_argument("--batch-size", type=int, default=128)
-    evaluate.add_argument(
-        "--apgd-steps",
-        type=_positive_int("--apgd-steps"),
-        default=APGD_STEPS,
-        help="iterations of APGD-CE and of each APGD-T target (AutoAttack: 100)",
-    )
-    evaluate.add_argument(
-        "--target-classes",
-        type=_positive_int("--target-classes"),
-        default=TARGET_CLASSES,
-        help="target classes of APGD-T (AutoAttack: 9)",
-    )
-    evaluate.add_argument(
-        "--square-queries",
-        type=_positive_int("--square-queries"),
-        default=SQUARE_QUERIES,
-        help="queries of the Square attack (AutoAttack: 5000)",
-    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(
         "--noise-source", default="auto", choices=("auto", "tfds", "generated")
@@ -406,6 +413,7 @@ def _evaluate(args):
         apgd_steps=args.apgd_steps,
         square_queries=args.square_queries,
         target_classes=args.target_classes,
+        attack_limit=args.attack_limit,
         mean=None if args.mean is None else _number_list(args.mean, "--mean"),
         std=None if args.std is None else _number_list(args.std, "--std"),
         **_protocol_options(args),
@@ -545,6 +553,10 @@ def _study(args):
         noise_source=args.noise_source,
         data_dir=args.data_dir,
         threads=args.threads,
+        attack_limit=args.attack_limit,
+        apgd_steps=args.apgd_steps,
+        target_classes=args.target_classes,
+        square_queries=args.square_queries,
         protocols=_split(args.protocols),
         protocol_attacks=(
             None

@@ -239,3 +239,34 @@ def test_cli_runs_the_three_protocols_side_by_side(trained_small_model, tmp_path
     )
     text = (out / "report.md").read_text()
     assert "| in_resnet14 | authors-2020-06 |" in text and "eps 0" in text
+
+
+def test_attack_limit_attacks_the_first_examples_only(linear):
+    """Clean and noise on all 24 images, the attacks (pixel and the authors')
+    on the first 10: the same numbers as an evaluation of those 10 alone."""
+    model, _, _, x, y = linear
+    data = (x.astype("float32"), y)
+    options = {
+        "attacks": ["fgsm", "pgd"],
+        "eps": [8 / 255],
+        "noises": ["gaussian"],
+        "severities": [1],
+        "protocols": ["pixel", "authors-2020-08"],
+        "batch_size": 32,
+        "progress": False,
+    }
+    part = evaluate({"linear": model}, data, attack_limit=10, **options).data
+    alone = evaluate({"linear": model}, (data[0][:10], y[:10]), **options).data
+    settings = part["settings"]
+    assert settings["examples"] == 24 and settings["attack_examples"] == 10
+    entry, small = part["models"]["linear"], alone["models"]["linear"]
+    assert entry["attacks"] == small["attacks"]
+    assert entry["masks"]["attacks"] == small["masks"]["attacks"]
+    assert entry["worst"] == small["worst"] and entry["attack_clean"] == small["clean"]
+    protocol = entry["protocols"]["authors-2020-08"]["attacks"]
+    assert protocol == small["protocols"]["authors-2020-08"]["attacks"]
+    clean = np.argmax(model.predict(x, verbose=0), -1) == y
+    assert entry["clean"] == pytest.approx(clean.mean())
+    assert "(attacks on the first 10)" in RobustnessReport(part).to_markdown()
+    with pytest.raises(ValueError, match="attack_limit=0"):
+        evaluate(model, data, attack_limit=0, **options)

@@ -89,7 +89,7 @@ def test_worst_case_is_the_and_of_the_per_example_masks():
         "noises": {},
         "attacks": {"fgsm": {"8": fgsm.mean()}, "pgd": {"8": pgd.mean()}},
         "masks": {
-            "clean": pack_mask(np.ones(8, bool)),
+            "clean": pack_mask(np.ones(20, bool)),
             "attacks": {"fgsm": {"8": pack_mask(fgsm)}, "pgd": {"8": pack_mask(pgd)}},
         },
     }
@@ -98,7 +98,8 @@ def test_worst_case_is_the_and_of_the_per_example_masks():
         "severities": [],
         "attacks": ["fgsm", "pgd"],
         "eps_255": ["8"],
-        "examples": 8,
+        "examples": 20,  # clean and noise; the attacks ran on the first 8
+        "attack_examples": 8,
     }
     columns = run_columns(entry, settings)
     assert columns["fgsm 8"] == 0.75 and columns["pgd 8"] == 0.625
@@ -106,7 +107,7 @@ def test_worst_case_is_the_and_of_the_per_example_masks():
     np.testing.assert_array_equal(unpack_mask(pack_mask(fgsm), 8), fgsm)
     # Example 0 is misclassified clean and both attacks "left it correct" (an
     # attack step can land on the right class): it was never robust.
-    entry["masks"]["clean"] = pack_mask(np.array([0, 1, 1, 1, 1, 1, 1, 1], bool))
+    entry["masks"]["clean"] = pack_mask(np.array([0] + [1] * 19, bool))
     assert run_columns(entry, settings)["worst 8"] == 0.375
 
 
@@ -165,6 +166,8 @@ TINY = [
     "gaussian=0.3",
     "--limit",
     "48",
+    "--attack-limit",
+    "32",
 ]
 
 
@@ -290,15 +293,22 @@ def test_study_statistics_agree_with_the_run_reports(resumed_study):
     settings = [r["settings"] for r in reports.values()]
     for key in ("examples", "seed", "noise_source", "noise_levels", "eps"):
         assert len({json.dumps(s[key]) for s in settings}) == 1  # same evaluation
+    assert {(s["examples"], s["attack_examples"]) for s in settings} == {(48, 32)}
     for model in ("resnet20", "in_resnet20"):
         entries = [next(iter(reports[model, s]["models"].values())) for s in (0, 1)]
         pgd = [e["attacks"]["pgd"]["8"] for e in entries]
         summary = study["models"][model]["summary"]
         assert summary["pgd 8"]["mean"] == pytest.approx(np.mean(pgd))
+        # Clean on all 48 examples, the attacks on the first 32; an example
+        # is robust if correct clean and after both attacks.
+        for e in entries:
+            clean = unpack_mask(e["masks"]["clean"], 48)
+            assert e["attack_clean"] == pytest.approx(clean[:32].mean())
         worst = [
             np.mean(
-                unpack_mask(e["masks"]["attacks"]["fgsm"]["8"], 48)
-                & unpack_mask(e["masks"]["attacks"]["pgd"]["8"], 48)
+                unpack_mask(e["masks"]["clean"], 48)[:32]
+                & unpack_mask(e["masks"]["attacks"]["fgsm"]["8"], 32)
+                & unpack_mask(e["masks"]["attacks"]["pgd"]["8"], 32)
             )
             for e in entries
         ]
@@ -320,6 +330,11 @@ def test_study_statistics_agree_with_the_run_reports(resumed_study):
     with open(os.path.join(out, "study.md")) as f:
         text = f.read()
     assert "Paired differences against resnet20" in text and "In words:" in text
+    assert "## Resolution" in text and "| in_resnet20 | pgd 8 |" in text
+    need = study["differences"]["in_resnet20"]["pgd 8"]["seeds_needed"]
+    assert set(need) == {"1", "2", "5"}
+    lambdas = text[text.index("## Learned lambda per damped block") :]
+    assert "| in_resnet20 | 0 |" in lambdas and "| in_resnet20 | mean |" in lambdas
     for name in (
         "accuracy_vs_eps",
         "accuracy_vs_severity",

@@ -229,7 +229,8 @@ def evaluate_protocol(
         protocol: one of `AUTHORS_PROTOCOLS`.
         model_fn: `x -> logits` on pixels.
         correct: `(x, y) -> boolean mask` of correct predictions, batched.
-        data: the clean `(images, labels)`.
+        data: the clean `(images, labels, attacked)`: the attacks run on the
+            first `attacked` images, eps 0 and the noise on all of them.
         attacks, eps: the attacks (of `AUTHORS_ATTACKS`) and stated radii.
         noise_sets: `{(noise, severity): (images, labels or None)}`.
         norm: the model's `(mean, std)` in pixel units.
@@ -242,7 +243,7 @@ def evaluate_protocol(
     from keras_damped.robustness.evaluate import pack_mask
     from keras_damped.robustness.report import eps_key
 
-    images, labels = data
+    images, labels, attacked = data
     mean, std = norm
     batch, tick = settings["batch_size"], settings["tick"]
     clamped = correct(clamp_only(protocol, images, mean, std), labels)
@@ -253,11 +254,12 @@ def evaluate_protocol(
         run = make_protocol_attack(protocol, attack, model_fn, mean, std)
         for radius in eps:
             parts = []
-            for i, start in enumerate(range(0, len(images), batch)):
-                x = tf.constant(images[start : start + batch])
-                y = tf.constant(labels[start : start + batch])
+            for i, start in enumerate(range(0, attacked, batch)):
+                stop = min(start + batch, attacked)
+                x = tf.constant(images[start:stop])
+                y = tf.constant(labels[start:stop])
                 x_adv = run(x, y, radius, (settings["seed"], i)).numpy()
-                parts.append(correct(x_adv, labels[start : start + batch]))
+                parts.append(correct(x_adv, labels[start:stop]))
             mask = np.concatenate(parts)
             results["attacks"].setdefault(attack, {})[eps_key(radius)] = float(
                 mask.mean()

@@ -52,8 +52,9 @@ class RobustnessReport:
         models = self.data["models"]
         noises = settings["noises"]
         lines = [
-            f"Dataset `{settings['dataset']}`, {settings['examples']} test examples, "
-            f"seed {settings['seed']}. Accuracy in %. Attacks in pixel space "
+            f"Dataset `{settings['dataset']}`, {settings['examples']} test examples"
+            + _attacked(settings)
+            + f", seed {settings['seed']}. Accuracy in %. Attacks in pixel space "
             "[0, 1] with the normalisation inside the model; eps in units of 1/255 "
             f"(iterative attacks: {settings['steps']} steps of "
             f"min({eps_key(settings['step_size'])}/255, eps)). Noise: "
@@ -368,6 +369,13 @@ def _protocol_lines(settings, models):
             row += [_pct(scores["noises"].get(n, {}).get("mean")) for n in noises]
             lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def _attacked(settings):
+    attacked = settings.get("attack_examples", settings["examples"])
+    if attacked == settings["examples"]:
+        return ""
+    return f" (attacks on the first {attacked})"
 
 
 def _radius(per_channel):

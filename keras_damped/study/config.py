@@ -4,6 +4,9 @@ import dataclasses
 import json
 import math
 
+from keras_damped.robustness.autoattack import APGD_STEPS
+from keras_damped.robustness.autoattack import SQUARE_QUERIES
+from keras_damped.robustness.autoattack import TARGET_CLASSES
 from keras_damped.training.config import JIT_CHOICES
 from keras_damped.training.config import PRECISIONS
 from keras_damped.training.schedules import SCHEDULES
@@ -74,6 +77,10 @@ class StudyConfig:
     protocols: list = dataclasses.field(default_factory=lambda: ["pixel"])
     protocol_attacks: list | None = None
     protocol_eps: list | None = None
+    attack_limit: int | None = None
+    apgd_steps: int = APGD_STEPS
+    target_classes: int = TARGET_CLASSES
+    square_queries: int = SQUARE_QUERIES
 
     def __post_init__(self):
         if self.baseline is None and self.models:
@@ -117,7 +124,9 @@ class StudyConfig:
             )
         for name in ("epochs", "batch_size", "limit", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("train_limit", "threads"):
+        for name in ("apgd_steps", "target_classes", "square_queries"):
+            _positive_int(name, getattr(self, name))
+        for name in ("train_limit", "threads", "attack_limit"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         if self.precision not in PRECISIONS:
@@ -204,8 +213,19 @@ class StudyConfig:
             "noise_source",
         )
         settings = {k: getattr(self, k) for k in keys}
-        if self.protocols != ["pixel"]:  # absent before protocols existed
+        # Settings added later count only when they differ from their
+        # defaults, so the evaluations of older study folders stay valid.
+        if self.protocols != ["pixel"]:
             for key in ("protocols", "protocol_attacks", "protocol_eps"):
+                settings[key] = getattr(self, key)
+        defaults = {
+            "attack_limit": None,
+            "apgd_steps": APGD_STEPS,
+            "target_classes": TARGET_CLASSES,
+            "square_queries": SQUARE_QUERIES,
+        }
+        for key, default in defaults.items():
+            if getattr(self, key) != default:
                 settings[key] = getattr(self, key)
         return settings
 

@@ -4,6 +4,8 @@ import json
 import math
 import os
 
+from keras_damped.study.stats import attack_examples
+
 PLOT_COLUMNS_LIMIT = 40
 
 
@@ -88,6 +90,10 @@ def _lambda(value):
 def _resolution_lines(result, columns, conf):
     """Per column: the paired half-width (what this study can resolve) and
     the seeds a half-width of 1, 2 or 5 points would need."""
+    from keras_damped.study.stats import RESOLUTION_TARGETS
+    from keras_damped.study.stats import points
+
+    targets = [points(h) for h in RESOLUTION_TARGETS]
     lines = [
         "",
         "## Resolution",
@@ -96,7 +102,7 @@ def _resolution_lines(result, columns, conf):
         "difference this study can tell from zero (never below one test "
         "example's worth); the seeds columns say how many seeds (Student t, "
         "at this column's spread of the paired differences) a half-width of "
-        "1, 2 or 5 points would need.",
+        f"{', '.join(targets)} points would need.",
         "",
     ]
     rows = []
@@ -106,10 +112,10 @@ def _resolution_lines(result, columns, conf):
             need = d.get("seeds_needed", {})
             rows.append(
                 [model, c, _pct(d["half_width"]), _pct(d["sd"])]
-                + [str(need.get(h) or "-") for h in ("1", "2", "5")]
+                + [str(need.get(h) or "-") for h in targets]
             )
     header = ["model", "column", "half-width", "sd of differences"]
-    header += ["seeds for ±1", "seeds for ±2", "seeds for ±5"]
+    header += [f"seeds for ±{h}" for h in targets]
     return lines + _table(header, rows)
 
 
@@ -124,7 +130,8 @@ def to_markdown(result):
         f"Study: {', '.join(config['models'])} x seeds {seeds} on "
         f"`{config['dataset']}`; {config['epochs']} epochs on "
         f"{config['train_limit'] or 'all'} training examples; evaluated on "
-        f"{evaluation['examples']} test examples ({evaluation['noise_source']}). "
+        f"{evaluation['examples']} test examples, attacks on the first "
+        f"{attack_examples(evaluation)} ({evaluation['noise_source']}). "
         f"Accuracy in %, mean ± half-width of the {conf}% Student-t interval "
         "over seeds. Attacks in pixel space [0, 1], eps in units of 1/255; "
         f"iterative attacks {evaluation['steps']} steps. `worst e` counts an "

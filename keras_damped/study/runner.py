@@ -180,6 +180,10 @@ def _evaluate_one(config, model, seed, log):
         noise_levels=config.noise_levels,
         protocols=config.protocols,
         protocol_attacks=config.protocol_attacks,
+        attack_limit=config.attack_limit,
+        apgd_steps=config.apgd_steps,
+        target_classes=config.target_classes,
+        square_queries=config.square_queries,
         protocol_eps=(
             None
             if config.protocol_eps is None

@@ -12,7 +12,8 @@ RESOLUTION_TARGETS = (0.01, 0.02, 0.05)
 ROUNDING = 1e-9
 
 
-def _points(fraction):
+def points(fraction):
+    """A fraction of the examples as points, the key of `seeds_needed`."""
     return f"{100 * fraction:g}"
 
 
@@ -132,7 +133,7 @@ def run_columns(entry, settings):
     for noise in settings["noises"]:
         for severity in settings["severities"]:
             columns[f"{noise} s{severity}"] = entry["noises"][noise][str(severity)]
-    count = settings["examples"]
+    count = attack_examples(settings)
     for attack in settings["attacks"]:
         for e in settings["eps_255"]:
             columns[f"{attack} {e}"] = entry["attacks"][attack][e]
@@ -147,6 +148,12 @@ def run_columns(entry, settings):
         if survive is not None:
             columns[f"worst {e}"] = float(survive.mean())
     return columns
+
+
+def attack_examples(settings):
+    """How many examples the attacks ran on (reports before `attack_limit`
+    attacked all of them)."""
+    return settings.get("attack_examples", settings["examples"])
 
 
 def relative(run, column):
@@ -182,7 +189,14 @@ def summarize_study(config, reports):
         }
         data["lambdas"] = _lambdas(config, model, sorted(runs))
     base = models[config.baseline]["runs"]
-    floor = 1.0 / settings["examples"]  # one test example's worth
+    attacked = {f"{a} {e}" for a in settings["attacks"] for e in settings["eps_255"]}
+    attacked |= {f"worst {e}" for e in settings["eps_255"]}
+
+    def floor(column):
+        """One test example's worth of accuracy in this column."""
+        n = attack_examples(settings) if column in attacked else settings["examples"]
+        return 1.0 / n
+
     differences = {}
     for model, data in models.items():
         if model == config.baseline:
@@ -191,19 +205,19 @@ def summarize_study(config, reports):
             c: paired_difference(
                 {s: r[c] for s, r in data["runs"].items()},
                 {s: r[c] for s, r in base.items()},
-                floor=floor,
+                floor=floor(c),
             )
             for c in columns
         }
         for diff in differences[model].values():
             diff["seeds_needed"] = {
-                _points(h): seeds_needed(diff["sd"], h) for h in RESOLUTION_TARGETS
+                points(h): seeds_needed(diff["sd"], h) for h in RESOLUTION_TARGETS
             }
         differences[model]["_relative"] = {
             c: paired_difference(
                 {s: relative(r, c) for s, r in data["runs"].items()},
                 {s: relative(r, c) for s, r in base.items()},
-                floor=floor,
+                floor=floor(c),
             )
             for c in columns
             if c != "clean"
