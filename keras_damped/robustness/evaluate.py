@@ -632,7 +632,8 @@ def square_gain(entry, attacks, key, count):
         square.append(stages["square"])
     if not gradient or not square:
         return None
-    survive = np.ones(count, dtype=bool)
+    # An example misclassified clean was never robust, whatever an attack did.
+    survive = unpack_mask(masks["clean"], count)
     for packed in gradient:
         survive &= unpack_mask(packed, count)
     before = survive.mean()
