@@ -42,10 +42,11 @@ def main(argv=None):
 
     config = StudyConfig.from_json(os.path.join(out, CONFIG_FILE))
     use_cpu_threads(config.threads)
+    logger = logging.getLogger("keras_damped")
     try:
-        PHASES[phase][1](config, model, int(seed), lambda line: print(line, flush=True))
+        PHASES[phase][1](config, model, int(seed), logger.info)
     except TrainingDivergedError as error:
-        print(f"{model} seed {seed}: {error}", file=sys.stderr, flush=True)
+        logger.error("%s seed %s: %s", model, seed, error)
         return 3
     return 0
 
