@@ -8,6 +8,10 @@ what makes a killed-and-resumed training run end in the same state as an
 uninterrupted one. TensorFlow is imported here, never by the layers.
 """
 
+from keras_damped._extras import require
+
+require("data", "train")
+
 from keras_damped.data.corruptions import NOISES
 from keras_damped.data.corruptions import corrupt
 from keras_damped.data.pipeline import AUGMENTATIONS

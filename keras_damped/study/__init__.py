@@ -5,6 +5,10 @@ and `evaluate()`; this package adds only the statistics over seeds
 (`stats`) and the multi-run outputs (`outputs`).
 """
 
+from keras_damped._extras import require
+
+require("study", "study")
+
 from keras_damped.study.config import StudyConfig
 from keras_damped.study.runner import StudyExistsError
 from keras_damped.study.runner import run_study

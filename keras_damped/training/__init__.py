@@ -1,5 +1,9 @@
 """Training: the paper's protocol, crash-safe runs, TensorBoard, tf.distribute."""
 
+from keras_damped._extras import require
+
+require("training", "train")
+
 from keras_damped.training.callbacks import BackupUnlessDiverged
 from keras_damped.training.callbacks import DampingMonitor
 from keras_damped.training.callbacks import ProgressLogger
