@@ -39,7 +39,7 @@ def eager_attack(name, model, steps):
         projected_gradient_descent,
     )
 
-    from keras_damped.robustness.attacks import STEP_SIZE
+    from keras_damped.robustness import Budget
 
     def model_fn(x):
         return model(x, training=False)
@@ -53,7 +53,7 @@ def eager_attack(name, model, steps):
         model_fn,
         x,
         EPS,
-        STEP_SIZE,
+        Budget().step_size,
         steps,
         np.inf,
         y=y,
@@ -64,11 +64,13 @@ def eager_attack(name, model, steps):
 
 
 def our_attack(name, model, steps, jit):
-    from keras_damped.robustness.attacks import logits_fn
-    from keras_damped.robustness.attacks import make_attack
+    from keras_damped.robustness import Budget
+    from keras_damped.robustness import logits_fn
+    from keras_damped.robustness import make_attack
 
-    attack = make_attack(name, logits_fn(model), steps=steps, jit_compile=jit)
-    return lambda x, y: attack(x, y, EPS)
+    budget = Budget(steps=steps, jit_compile=jit)
+    attack = make_attack(name, logits_fn(model), budget)
+    return lambda x, y: attack.perturb(x, y, EPS, (0, 0))
 
 
 def measure(fns, x, y, repeats):
@@ -87,19 +89,20 @@ def apgd_vs_pgd(model, x, steps, repeats):
     import numpy as np
     import tensorflow as tf
 
-    from keras_damped.robustness.attacks import logits_fn
-    from keras_damped.robustness.attacks import make_attack
+    from keras_damped.robustness import Budget
+    from keras_damped.robustness import logits_fn
+    from keras_damped.robustness import make_attack
 
     fn = logits_fn(model)
     y = tf.argmax(fn(x), -1, output_type=tf.int32)
-    pgd = make_attack("pgd", fn, steps=steps)
-    apgd = make_attack("apgd_ce", fn, apgd_steps=steps)
+    pgd = make_attack("pgd", fn, Budget(steps=steps))
+    apgd = make_attack("apgd_ce", fn, Budget(apgd_steps=steps))
     fns = {
-        "pgd_graph": lambda x, y: pgd(x, y, APGD_EPS),
-        "apgd_ce": lambda x, y: apgd(x, y, APGD_EPS),
+        "pgd_graph": lambda x, y: pgd.perturb(x, y, APGD_EPS, (0, 0)),
+        "apgd_ce": lambda x, y: tf.constant(apgd(x, y, APGD_EPS).x_adv),
     }
     times = measure(fns, x, y, repeats)
-    fooled = 1 - float(np.mean(apgd.last_robust["apgd_ce"]))
+    fooled = 1 - float(np.mean(apgd(x, y, APGD_EPS).robust))
     row = {"attack": f"APGD-CE-{steps} vs PGD-{steps}", "fooled": round(fooled, 3)}
     for key, per_call in times.items():
         row[f"{key}_it_per_s"] = round(steps * len(x) / _common.median(per_call), 1)

@@ -27,7 +27,7 @@ def run(precision, args, folder):
         run_dir=f"{folder}/{precision}",
         epochs=args.epochs,
         batch_size=args.batch_size,
-        limit=args.limit,
+        train_limit=args.train_limit,
         test_limit=args.test_limit,
         precision=precision,
         jit_compile="off",
@@ -50,13 +50,13 @@ def main():
     p = _common.parser(__doc__.splitlines()[0], "precision_check")
     p.add_argument("--model", default="in_resnet20")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--limit", type=int, default=20000, help="training images")
+    p.add_argument("--train-limit", type=int, default=20000, help="training images")
     p.add_argument("--test-limit", type=int, default=10000, help="test images")
     p.add_argument("--precisions", default="float32,mixed_bfloat16")
     args = p.parse_args()
     if args.quick:
-        args.epochs, args.limit, args.test_limit = 1, 1000, 500
-    for name in ("epochs", "limit", "test_limit", "batch_size"):
+        args.epochs, args.train_limit, args.test_limit = 1, 1000, 500
+    for name in ("epochs", "train_limit", "test_limit", "batch_size"):
         _common.positive(name, getattr(args, name))
     precisions = args.precisions.split(",")
     valid = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -79,7 +79,7 @@ def main():
         "settings": {
             "model": args.model,
             "epochs": args.epochs,
-            "train_images": args.limit,
+            "train_images": args.train_limit,
             "test_images": args.test_limit,
             "batch_size": args.batch_size,
         },
@@ -105,7 +105,7 @@ def main():
         ],
     )
     title = (
-        f"Precision check: {args.model} on {args.limit} Fashion-MNIST training "
+        f"Precision check: {args.model} on {args.train_limit} Fashion-MNIST training "
         f"images, {args.epochs} epochs, batch {args.batch_size}, tested on "
         f"{args.test_limit} (wall time includes data loading and compilation)"
     )

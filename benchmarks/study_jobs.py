@@ -12,7 +12,7 @@ ways, each from an empty folder:
   numbers as the default, digit for digit).
 
     python benchmarks/study_jobs.py
-    python benchmarks/study_jobs.py --quick    # 1 seed, 512 images
+    python benchmarks/study_jobs.py --quick    # 1 seed, 256 images, no attack
 """
 
 import os
@@ -35,17 +35,17 @@ def tiny_study(quick):
         "--epochs",
         "1",
         "--train-limit",
-        "512" if quick else "2048",
+        "256" if quick else "2048",
         "--attacks",
-        "fgsm",
+        "none" if quick else "fgsm",
         "--eps",
         "8",
         "--noises",
         "gaussian",
         "--severities",
         "1",
-        "--limit",
-        "128",
+        "--test-limit",
+        "64" if quick else "128",
     ]
 
 

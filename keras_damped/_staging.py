@@ -5,6 +5,16 @@ import os
 import shutil
 
 
+def check_out_dir(out_dir, overwrite=False):
+    """Refuses, before any work, an `out_dir` that holds files (unless
+    `overwrite`): nothing is overwritten by surprise."""
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds results; nothing was changed. Pass "
+            "overwrite=True (--overwrite) or choose another folder (--out)."
+        )
+
+
 @contextlib.contextmanager
 def staged_folder(out_dir, overwrite=False):
     """Yields `OUT.partial` to write into; on success it becomes `OUT`.
@@ -13,11 +23,7 @@ def staged_folder(out_dir, overwrite=False):
     body fails, `OUT` is untouched and only the `.partial` folder remains.
     """
     out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} already holds results; pass overwrite=True "
-            "(--overwrite) or choose another folder."
-        )
+    check_out_dir(out_dir, overwrite)
     staging = out_dir.rstrip("/") + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)

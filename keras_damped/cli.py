@@ -1,79 +1,8 @@
-"""The `keras-damped` command."""
+"""The `keras-damped` command: parses the options, calls the library, prints."""
 
 import argparse
 import logging
-import math
 import sys
-
-
-def _models_table(patterns):
-    import numpy as np
-
-    from keras_damped.models import create_model
-    from keras_damped.models import damping_values
-    from keras_damped.models import list_models
-    from keras_damped.models.registry import preset_config
-
-    names = sorted({n for p in patterns for n in list_models(p)})
-    if not names:
-        raise SystemExit(
-            f"keras-damped: no model matches {patterns}. Known models: "
-            f"{', '.join(list_models())}"
-        )
-    header = [
-        "model",
-        "family",
-        "depth",
-        "block",
-        "parameters",
-        "damped blocks",
-        "initial lambda",
-    ]
-    rows = []
-    for name in names:
-        model = create_model(name)
-        _, description, kwargs = preset_config(name)
-        first = model.get_layer("stage1_block1")
-        lams = np.concatenate(
-            [np.ravel(v) for v in damping_values(model).values()] or [np.zeros(0)]
-        )
-        if lams.size == 0:
-            lam = "0 (ResNet)"
-        elif lams.min() == lams.max():
-            lam = f"{lams.min():.2f} (fixed)"
-        else:
-            lam = f"{lams.min():.3f} - {lams.max():.3f}"
-        rows.append(
-            [
-                name,
-                "ResNeXt" if "resnext" in name else "ResNet",
-                str(kwargs["depth"]),
-                type(first).__name__.replace("Block", "").lower()
-                + (
-                    f" C={first.cardinality}"
-                    if getattr(first, "cardinality", 1) > 1
-                    else ""
-                ),
-                f"{model.count_params() - _non_trainable(model):,}",
-                str(len(damping_values(model))),
-                lam,
-            ]
-        )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-    ]
-    lines += [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows
-    ]
-    return "\n".join(lines)
-
-
-def _non_trainable(model):
-    import numpy as np
-
-    return sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
 
 
 def build_parser():
@@ -119,11 +48,12 @@ def _add_analysis_parsers(sub):
         )
         parser.add_argument("--dataset", default="cifar10")
         parser.add_argument(
-            "--limit",
-            type=int,
+            "--test-limit",
+            type=_positive_int("--test-limit"),
             default=128,
             help="the first N test examples form the batch",
         )
+        _renamed(parser, "--limit", "--test-limit")
         parser.add_argument(
             "--T",
             type=float,
@@ -158,36 +88,19 @@ def _add_analysis_parsers(sub):
 
 
 def _analysis(args):
-    import os
-
-    from keras_damped.analysis import analyze
+    from keras_damped._staging import check_out_dir
+    from keras_damped.analysis import analyze_saved
     from keras_damped.analysis import save_analysis
-    from keras_damped.data import load_arrays
-    from keras_damped.robustness.evaluate import _named_models
 
-    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
-        raise ValueError(
-            f"{args.out} already holds results; nothing was changed. Pass "
-            "--overwrite or choose another --out."
-        )
-    if args.limit < 1:
-        raise ValueError(f"limit must be a positive integer. Received: {args.limit}")
-    models = _named_models(args.model)
-    images, labels = load_arrays(args.dataset, "test", args.data_dir, args.limit)
-    for name, model in models.items():
-        if tuple(model.input_shape[1:]) != images.shape[1:]:
-            raise ValueError(
-                f"Model {name!r} takes inputs {model.input_shape}, but the "
-                f"{args.dataset} images are {(None, *images.shape[1:])}."
-            )
-    points_2d = max(3, (args.points // 3) | 1)
-    result = analyze(
-        models,
-        images / 255.0,
-        labels,
+    check_out_dir(args.out, args.overwrite)
+    result = analyze_saved(
+        args.model,
+        args.dataset,
+        test_limit=args.test_limit,
+        data_dir=args.data_dir,
         T=args.T / 255,
         points=args.points,
-        points_2d=points_2d,
+        points_2d=max(3, (args.points // 3) | 1),
         clip=args.clip,
         epsilon=args.epsilon,
         iterations=args.iterations,
@@ -197,6 +110,24 @@ def _analysis(args):
     out = save_analysis(result, args.out, overwrite=args.overwrite)
     print(f"Wrote {out}/analysis.json and plots/*.png.")
     print(f"TensorBoard: tensorboard --logdir {out}/tb")
+
+
+class _RenamedFlag(argparse.Action):
+    """A flag that was renamed: using it stops with the new name."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was renamed: use {self.const}.")
+
+
+def _renamed(parser, old, new):
+    parser.add_argument(
+        old,
+        action=_RenamedFlag,
+        nargs="?",
+        const=new,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
 
 
 def _number_list(text, what):
@@ -235,20 +166,36 @@ def parse_severities(text):
 
 
 def _add_robustness_options(parser, attacks):
-    """The attack and noise options `evaluate` and `study` share."""
-    from keras_damped.robustness.autoattack import APGD_STEPS
-    from keras_damped.robustness.autoattack import SQUARE_QUERIES
-    from keras_damped.robustness.autoattack import TARGET_CLASSES
+    """The evaluation options `evaluate` and `study` share (EvalConfig's)."""
+    from keras_damped.robustness.config import NOISE_SOURCES
+    from keras_damped.robustness.config import EvalConfig
 
+    d = EvalConfig()
     parser.add_argument(
         "--attacks",
         default=attacks,
-        help="comma-separated: fgsm, ifgsm, pgd, mim, cw_l2, spsa, apgd_ce, "
-        "apgd_t, square, autoattack (APGD-CE, APGD-T, Square in sequence); "
-        "'all' for every attack, 'none' for no attack",
+        help="comma-separated registered attacks: fgsm, ifgsm, pgd, mim, cw_l2, "
+        "spsa, apgd_ce, apgd_t, square, autoattack (APGD-CE, APGD-T, Square in "
+        "sequence), your own (see --import); 'all' for every attack, 'none' "
+        "for no attack",
     )
     parser.add_argument(
-        "--eps", default="1,2,4,8", help="radii in units of 1/255, comma-separated"
+        "--eps",
+        default="1,2,4,8",
+        help="radii in units of 1/255, each in (0, 255], comma-separated",
+    )
+    parser.add_argument(
+        "--attack-eps",
+        default="",
+        help="radii of one attack instead of --eps, e.g. autoattack=1,2; "
+        "several attacks separated by ';'",
+    )
+    parser.add_argument(
+        "--import",
+        dest="plugins",
+        default="",
+        help="comma-separated modules to import first: they register attacks "
+        "of your own (keras_damped.robustness.register_attack)",
     )
     parser.add_argument(
         "--noises",
@@ -257,28 +204,49 @@ def _add_robustness_options(parser, attacks):
     )
     parser.add_argument("--severities", default="1-5", help="e.g. 1,5 or 1-5")
     parser.add_argument(
+        "--noise-levels",
+        default="",
+        help="explicit noise parameters beyond the severities, e.g. "
+        "gaussian=0.15,0.2,0.3,0.4 (sigmas); several noises separated by ';'",
+    )
+    parser.add_argument("--noise-source", default=d.noise_source, choices=NOISE_SOURCES)
+    parser.add_argument(
+        "--test-limit",
+        type=_positive_int("--test-limit"),
+        default=d.test_limit,
+        help="the first N test examples (clean accuracy, noise; the study also "
+        "validates on them)",
+    )
+    _renamed(parser, "--limit", "--test-limit")
+    parser.add_argument(
         "--attack-limit",
         type=_positive_int("--attack-limit"),
         default=None,
-        help="attack only the first N of the --limit test examples (default: "
+        help="attack only the first N of the --test-limit examples (default: "
         "all); clean accuracy and noise use all of them",
+    )
+    parser.add_argument(
+        "--steps",
+        type=_positive_int("--steps"),
+        default=d.steps,
+        help="iterations of IFGSM, PGD, MIM and SPSA (20; C&W runs 10x as many)",
     )
     parser.add_argument(
         "--apgd-steps",
         type=_positive_int("--apgd-steps"),
-        default=APGD_STEPS,
+        default=d.apgd_steps,
         help="iterations of APGD-CE and of each APGD-T target (AutoAttack: 100)",
     )
     parser.add_argument(
         "--target-classes",
         type=_positive_int("--target-classes"),
-        default=TARGET_CLASSES,
+        default=d.target_classes,
         help="target classes of APGD-T (AutoAttack: 9)",
     )
     parser.add_argument(
         "--square-queries",
         type=_positive_int("--square-queries"),
-        default=SQUARE_QUERIES,
+        default=d.square_queries,
         help="queries of the Square attack (AutoAttack: 5000)",
     )
     parser.add_argument(
@@ -300,20 +268,48 @@ def _add_robustness_options(parser, attacks):
         help="the stated radii of the authors' protocols in units of 1/255 "
         "(default: --eps)",
     )
+    parser.add_argument("--data-dir", default=None, help="TFDS data folder")
 
 
-def _protocol_options(args):
-    """evaluate()'s protocol keywords from the shared options."""
-    from keras_damped.robustness.evaluate import parse_attacks
+def _eval_config(args, batch_size, seed, **extra):
+    """The `EvalConfig` of the shared options, validated."""
+    import dataclasses
 
-    options = {"protocols": _split(args.protocols)}
-    if args.protocol_attacks is not None:
-        options["protocol_attacks"] = parse_attacks(_split(args.protocol_attacks))
-    if args.protocol_eps is not None:
-        options["protocol_eps"] = [
-            e / 255 for e in _number_list(args.protocol_eps, "--protocol-eps")
-        ]
-    return options
+    from keras_damped.robustness import EvalConfig
+
+    def radii(text, flag):
+        return [e / 255 for e in _number_list(text, flag)] if text.strip() else []
+
+    # Options named as EvalConfig's fields pass as they are; these need parsing.
+    same = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(EvalConfig)
+        if hasattr(args, f.name)
+    }
+    parsed = {
+        "attacks": _split(args.attacks),
+        "eps": radii(args.eps, "--eps"),
+        "attack_eps": {
+            attack: [e / 255 for e in values]
+            for attack, values in _keyed_lists(args.attack_eps, "--attack-eps").items()
+        },
+        "noises": _split(args.noises),
+        "severities": parse_severities(args.severities),
+        "noise_levels": _keyed_lists(args.noise_levels, "--noise-levels"),
+        "batch_size": batch_size,
+        "seed": seed,
+        "protocols": _split(args.protocols),
+        "protocol_attacks": (
+            None if args.protocol_attacks is None else _split(args.protocol_attacks)
+        ),
+        "protocol_eps": (
+            None
+            if args.protocol_eps is None
+            else radii(args.protocol_eps, "--protocol-eps")
+        ),
+        "plugins": _split(args.plugins) if args.plugins.strip() else [],
+    }
+    return EvalConfig(**{**same, **parsed, **extra}).validate()
 
 
 def _add_evaluate_parser(sub):
@@ -333,14 +329,9 @@ def _add_evaluate_parser(sub):
     evaluate.add_argument("--dataset", default="cifar10")
     _add_robustness_options(evaluate, attacks="fgsm,ifgsm,pgd")
     evaluate.add_argument(
-        "--limit", type=int, default=1000, help="the first N test examples"
+        "--batch-size", type=_positive_int("--batch-size"), default=128
     )
-    evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument(
-        "--noise-source", default="auto", choices=("auto", "tfds", "generated")
-    )
-    evaluate.add_argument("--data-dir", default=None)
     evaluate.add_argument(
         "--mean",
         default=None,
@@ -355,16 +346,16 @@ def _add_evaluate_parser(sub):
 
 
 def _positive_int(flag):
+    """An argparse type: `keras_damped.validators.positive_int` of the text."""
+    from keras_damped.validators import positive_int
+
     def parse(text):
         try:
-            value = int(text)
+            return positive_int(flag, int(text))
         except ValueError:
-            value = None
-        if value is None or value < 1:
             raise argparse.ArgumentTypeError(
                 f"{flag} must be a positive integer. Received: {text!r}"
-            )
-        return value
+            ) from None
 
     return parse
 
@@ -378,46 +369,18 @@ def _split(text):
 
 
 def _evaluate(args):
-    import os
-
+    from keras_damped._staging import check_out_dir
     from keras_damped.robustness import evaluate
-    from keras_damped.robustness.evaluate import parse_attacks
 
-    if args.limit < 1:
-        raise ValueError(f"limit must be a positive integer. Received: {args.limit}")
-    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
-        raise ValueError(
-            f"{args.out} already holds results; nothing was changed. Pass "
-            "--overwrite or choose another --out."
-        )
-    eps_255 = _number_list(args.eps, "--eps")
-    bad = [e for e in eps_255 if not math.isfinite(e) or e < 0]
-    if bad:
-        raise ValueError(
-            "--eps takes radii >= 0 in units of 1/255 (e.g. 1,2,4,8). "
-            f"Received: {args.eps!r}"
-        )
-    eps = [e / 255 for e in eps_255]
-    report = evaluate(
-        args.model,
-        args.dataset,
-        attacks=parse_attacks(_split(args.attacks)),
-        eps=eps,
-        noises=_split(args.noises),
-        severities=parse_severities(args.severities),
-        limit=args.limit,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        noise_source=args.noise_source,
-        data_dir=args.data_dir,
-        apgd_steps=args.apgd_steps,
-        square_queries=args.square_queries,
-        target_classes=args.target_classes,
-        attack_limit=args.attack_limit,
+    config = _eval_config(
+        args,
+        args.batch_size,
+        args.seed,
         mean=None if args.mean is None else _number_list(args.mean, "--mean"),
         std=None if args.std is None else _number_list(args.std, "--std"),
-        **_protocol_options(args),
     )
+    check_out_dir(args.out, args.overwrite)
+    report = evaluate(args.model, config)
     out = report.save(args.out, overwrite=args.overwrite)
     print(report.to_markdown())
     print(f"Wrote {out}/report.json, report.md and plots/*.png.")
@@ -425,9 +388,9 @@ def _evaluate(args):
 
 
 def _add_study_parser(sub):
-    from keras_damped.study.config import StudyConfig
+    from keras_damped.robustness.config import EvalConfig
+    from keras_damped.training.config import TrainConfig
 
-    d = StudyConfig(models=[], seeds=[], out="")
     study = sub.add_parser(
         "study",
         help="models x seeds: train, evaluate, and compare with confidence "
@@ -446,34 +409,16 @@ def _add_study_parser(sub):
         default=None,
         help="the model differences are taken against (default: the first model)",
     )
-    study.add_argument("--dataset", default=d.dataset)
-    study.add_argument("--epochs", type=int, default=d.epochs)
+    study.add_argument("--dataset", default="fashion_mnist")
+    study.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     _add_training_options(study)
-    study.add_argument(
-        "--train-limit",
-        type=int,
-        default=None,
-        help="train on the first N training examples (default: all)",
-    )
     _add_robustness_options(study, attacks="fgsm,pgd")
     study.add_argument(
-        "--noise-levels",
-        default="",
-        help="explicit noise parameters beyond the severities, e.g. "
-        "gaussian=0.15,0.2,0.3,0.4 (sigmas); repeat noises with ';'",
+        "--eval-batch-size",
+        type=_positive_int("--eval-batch-size"),
+        default=EvalConfig().batch_size,
     )
-    study.add_argument(
-        "--limit",
-        type=int,
-        default=d.limit,
-        help="test examples for validation and every evaluation",
-    )
-    study.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
-    study.add_argument("--eval-seed", type=int, default=d.eval_seed)
-    study.add_argument(
-        "--noise-source", default=d.noise_source, choices=("auto", "tfds", "generated")
-    )
-    study.add_argument("--data-dir", default=None)
+    study.add_argument("--eval-seed", type=int, default=EvalConfig().seed)
     study.add_argument(
         "--threads",
         type=_positive_int("--threads"),
@@ -488,24 +433,35 @@ def _add_study_parser(sub):
         help="runs trained and evaluated at once, each in its own process "
         "(default: cores / --threads); the numbers do not depend on it",
     )
+    study.add_argument(
+        "--landscape",
+        action="store_true",
+        help="also the input-space loss landscape of every run "
+        "(OUT/landscape.json, plots/landscape_1d.png)",
+    )
     study.add_argument("--out", required=True, help="the study folder")
     study.add_argument(
         "--overwrite", action="store_true", help="replace what OUT holds"
     )
 
 
-def parse_noise_levels(text):
-    """`gaussian=0.2,0.3;speckle=0.4` as {noise: [floats]}."""
+def _keyed_lists(text, flag):
+    """`gaussian=0.2,0.3;speckle=0.4` as {key: [floats]}."""
     levels = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):
-        noise, sep, values = part.partition("=")
+        key, sep, values = part.partition("=")
         if not sep:
             raise ValueError(
-                "noise levels are written noise=c1,c2 (several noises separated "
-                f"by ';'), e.g. gaussian=0.2,0.3. Received: {text!r}"
+                f"{flag} is written name=v1,v2 (several separated by ';'), e.g. "
+                f"gaussian=0.2,0.3 or autoattack=1,2. Received: {text!r}"
             )
-        levels[noise.strip()] = _number_list(values, "--noise-levels")
+        levels[key.strip()] = _number_list(values, flag)
     return levels
+
+
+def parse_noise_levels(text):
+    """`gaussian=0.2,0.3;speckle=0.4` as {noise: [floats]}."""
+    return _keyed_lists(text, "--noise-levels")
 
 
 def _int_list(text, what):
@@ -521,53 +477,24 @@ def _int_list(text, what):
 
 
 def _study(args):
-    from keras_damped.robustness.evaluate import parse_attacks
     from keras_damped.study import StudyConfig
     from keras_damped.study import run_study
+    from keras_damped.training import TrainConfig
 
     config = StudyConfig(
         models=_split(args.models),
         seeds=_int_list(args.seeds, "--seeds"),
         out=args.out,
-        dataset=args.dataset,
-        epochs=args.epochs,
-        train_limit=args.train_limit,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        decay_damping=args.decay_damping,
-        schedule=args.schedule,
-        augment=None if args.augment in (None, "none") else args.augment,
-        precision=args.precision,
-        jit_compile=args.jit_compile,
-        attacks=parse_attacks(_split(args.attacks)),
-        eps=_number_list(args.eps, "--eps") if args.eps.strip() else [],
-        noises=_split(args.noises),
-        severities=parse_severities(args.severities),
-        noise_levels=parse_noise_levels(args.noise_levels),
-        limit=args.limit,
-        eval_batch_size=args.eval_batch_size,
-        eval_seed=args.eval_seed,
+        train=TrainConfig(
+            dataset=args.dataset,
+            epochs=args.epochs,
+            test_limit=args.test_limit,
+            **_training_settings(args),
+        ),
+        evaluation=_eval_config(args, args.eval_batch_size, args.eval_seed),
         baseline=args.baseline,
-        noise_source=args.noise_source,
-        data_dir=args.data_dir,
         threads=args.threads,
-        attack_limit=args.attack_limit,
-        apgd_steps=args.apgd_steps,
-        target_classes=args.target_classes,
-        square_queries=args.square_queries,
-        protocols=_split(args.protocols),
-        protocol_attacks=(
-            None
-            if args.protocol_attacks is None
-            else parse_attacks(_split(args.protocol_attacks))
-        ),
-        protocol_eps=(
-            None
-            if args.protocol_eps is None
-            else _number_list(args.protocol_eps, "--protocol-eps")
-        ),
+        landscape=args.landscape,
     )
     run_study(
         config,
@@ -613,6 +540,29 @@ def _add_training_options(parser):
         "--jit-compile", choices=JIT_CHOICES, default=defaults.jit_compile
     )
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
+    parser.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="train on the first N training examples (default: all)",
+    )
+
+
+def _training_settings(args):
+    """TrainConfig's fields from the shared training options."""
+    return {
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "momentum": args.momentum,
+        "weight_decay": args.weight_decay,
+        "decay_damping": args.decay_damping,
+        "schedule": args.schedule,
+        "augment": None if args.augment in (None, "none") else args.augment,
+        "jit_compile": args.jit_compile,
+        "precision": args.precision,
+        "train_limit": args.train_limit,
+        "data_dir": args.data_dir,
+    }
 
 
 def _add_train_parser(sub):
@@ -624,7 +574,7 @@ def _add_train_parser(sub):
         "train",
         help="train a model with the paper's protocol and write a run folder",
         description="Train with the paper's protocol (SGD momentum 0.9, weight "
-        "decay 1e-4, lr 0.1 divided by 10 at 50%% and 75%% of the epochs). "
+        "decay 1e-4, lr 0.1 divided by 10 at 50%% and 75%% of the steps). "
         "Writes RUN_DIR/config.json, tb/, checkpoints/ and model.keras.",
     )
     train.add_argument(
@@ -638,10 +588,8 @@ def _add_train_parser(sub):
     train.add_argument("--run-dir", required=True, help="the run folder to write")
     train.add_argument("--epochs", type=int, default=defaults.epochs)
     _add_training_options(train)
+    _renamed(train, "--limit", "--train-limit")
     train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument(
-        "--limit", type=int, default=None, help="train on the first N training examples"
-    )
     train.add_argument(
         "--test-limit",
         type=int,
@@ -684,22 +632,12 @@ def _train(args):
         dataset=args.dataset,
         run_dir=args.run_dir,
         epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        decay_damping=args.decay_damping,
-        schedule=args.schedule,
-        augment=None if args.augment in (None, "none") else args.augment,
-        jit_compile=args.jit_compile,
-        precision=args.precision,
         seed=args.seed,
-        limit=args.limit,
         test_limit=args.test_limit,
         validation_split=args.validation_split,
         distribute=args.distribute,
-        data_dir=args.data_dir,
         verbose=args.verbose,
+        **_training_settings(args),
     )
     result = train(config, resume=args.resume, overwrite=args.overwrite)
     accuracy = result.history.get("val_accuracy", [float("nan")])[-1]
@@ -723,7 +661,9 @@ def main(argv=None):
 
     try:
         if args.command == "models":
-            print(_models_table(args.pattern or ["*"]))
+            from keras_damped.models.registry import models_table
+
+            print(models_table(args.pattern or ["*"]))
         elif args.command == "train":
             _train(args)
         elif args.command == "evaluate":
@@ -732,7 +672,12 @@ def main(argv=None):
             _study(args)
         elif args.command in ("landscape", "analyze"):
             _analysis(args)
-    except (ValueError, DatasetUnavailableError, RunDirExistsError) as error:
+    except (
+        ValueError,
+        DatasetUnavailableError,
+        RunDirExistsError,
+        FileExistsError,
+    ) as error:
         print(f"keras-damped {args.command}: error: {error}", file=sys.stderr)
         return 2
     except (TrainingDivergedError, StudyRunFailedError) as error:

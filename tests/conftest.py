@@ -26,9 +26,26 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.fixture(scope="session")
-def trained_small_model():
-    """An In-ResNet-14 trained for two epochs on 3,000 real Fashion-MNIST images."""
+def shared_file(tmp_path_factory, name, build):
+    """The path of `name`, built once per test run by `build(path)` and
+    shared by every xdist worker (a file lock lets one build it; the others
+    wait and reuse it)."""
+    import os
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, common to its workers
+    path = base / "shared" / name
+    path.parent.mkdir(exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            build(path)
+    return path
+
+
+def _train_small_model(path):
     from keras_damped import DampedResNet
     from keras_damped.data import load
 
@@ -48,4 +65,40 @@ def trained_small_model():
         shuffle=False,
         verbose=0,
     )
-    return model
+    model.save(path)
+
+
+@pytest.fixture(scope="session")
+def trained_small_model_path(tmp_path_factory):
+    """An In-ResNet-14 trained for two epochs on 3,000 real Fashion-MNIST
+    images, saved (trained once per test run)."""
+    return str(shared_file(tmp_path_factory, "in_resnet14.keras", _train_small_model))
+
+
+@pytest.fixture(scope="session")
+def trained_small_model(trained_small_model_path):
+    """The trained In-ResNet-14, loaded."""
+    return keras.saving.load_model(trained_small_model_path, compile=False)
+
+
+def _save_tiny_model(path):
+    from keras_damped import DampedResNet
+
+    keras.utils.set_random_seed(0)
+    DampedResNet(8, input_shape=(28, 28, 1), normalization="fashion_mnist").save(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """An untrained In-ResNet-8 for Fashion-MNIST, saved: for refusals and
+    command plumbing, where accuracy does not matter."""
+    return str(shared_file(tmp_path_factory, "in_resnet8.keras", _save_tiny_model))
+
+
+@pytest.fixture(scope="session")
+def fm_images():
+    """The first 64 Fashion-MNIST test images in [0, 1] and their labels."""
+    from keras_damped.data import load_arrays
+
+    x, y = load_arrays("fashion_mnist", "test", limit=64)
+    return x.astype("float32") / 255.0, y.astype("int32")

@@ -105,7 +105,7 @@ def test_two_workers_on_localhost_train_one_epoch(tmp_path):
         "fashion_mnist",
         "--epochs",
         "1",
-        "--limit",
+        "--train-limit",
         "128",
         "--test-limit",
         "64",

@@ -16,11 +16,12 @@ import tensorflow as tf
 from keras_damped import cli
 from keras_damped.robustness import RobustnessReport
 from keras_damped.robustness import evaluate
-from keras_damped.robustness.evaluate import unpack_mask
+from keras_damped.robustness import make_attack
 from keras_damped.robustness.protocols import clamp_only
-from keras_damped.robustness.protocols import make_protocol_attack
 from keras_damped.robustness.protocols import model_normalization
+from keras_damped.robustness.protocols import protocol_attack_name
 from keras_damped.robustness.protocols import standardise_file
+from keras_damped.robustness.report import unpack_mask
 
 MEAN, STD = np.array([0.3, 0.5]), np.array([0.25, 0.4])
 SHAPE, CLASSES = (4, 4, 2), 5
@@ -43,6 +44,16 @@ def linear():
     x = rng.uniform(size=(24, *SHAPE))
     y = rng.integers(0, CLASSES, 24).astype("int32")
     return model, w, b, x, y
+
+
+def make_protocol_attack(protocol, attack, model):
+    """The registered authors' attack on a float64 model; `perturb` keeps
+    the images' dtype (float64 here, for an exact comparison)."""
+    name = protocol_attack_name(protocol, attack)
+    built = make_attack(name, lambda v: model(v), mean=MEAN, std=STD)
+    return lambda x, y, eps, seed=(0, 0): built.perturb(
+        tf.constant(x), tf.constant(y), eps, seed
+    )
 
 
 def _grad_z(z, y, w, b):
@@ -80,8 +91,8 @@ def _reference(protocol, attack, x, y, w, b, eps, start=None):
 def test_protocol_attacks_match_the_numpy_replay(protocol, attack, linear):
     model, w, b, x, y = linear
     eps = 8 / 255
-    run = make_protocol_attack(protocol, attack, lambda v: model(v), MEAN, STD)
-    ours = run(tf.constant(x), tf.constant(y), eps, (7, 1)).numpy()
+    run = make_protocol_attack(protocol, attack, model)
+    ours = run(x, y, eps, (7, 1)).numpy()
     start = tf.random.stateless_uniform(
         x.shape, tf.constant([7, 1], tf.int64), -1.0, 1.0, dtype=tf.float64
     ).numpy()
@@ -103,7 +114,7 @@ def test_june_clamp_alone_is_the_band_mean_to_mean_plus_std(linear):
     np.testing.assert_allclose(clamp_only("authors-2020-08", x, MEAN, STD), x)
     report = evaluate(
         {"linear": model},
-        (x.astype("float32"), y),
+        dataset=(x.astype("float32"), y),
         attacks=["fgsm"],
         eps=[2 / 255],
         noises=[],
@@ -121,15 +132,13 @@ def test_june_clamp_alone_is_the_band_mean_to_mean_plus_std(linear):
 def test_august_fgsm_is_pixel_fgsm_and_pgd_may_leave_the_ball(linear):
     model, w, b, x, y = linear
     eps = 8 / 255
-    august = make_protocol_attack(
-        "authors-2020-08", "fgsm", lambda v: model(v), MEAN, STD
-    )
-    ours = august(tf.constant(x), tf.constant(y), eps).numpy()
+    august = make_protocol_attack("authors-2020-08", "fgsm", model)
+    ours = august(x, y, eps).numpy()
     # Pixel FGSM: x + eps sign(grad_x), clipped to [0, 1]; grad_x = grad_z / std.
     pixel = np.clip(x + eps * np.sign(_grad_z((x - MEAN) / STD, y, w, b)), 0, 1)
     np.testing.assert_allclose(ours, pixel, atol=1e-12)
-    pgd = make_protocol_attack("authors-2020-08", "pgd", lambda v: model(v), MEAN, STD)
-    distance = np.abs(pgd(tf.constant(x), tf.constant(y), eps, (0, 0)).numpy() - x)
+    pgd = make_protocol_attack("authors-2020-08", "pgd", model)
+    distance = np.abs(pgd(x, y, eps, (0, 0)).numpy() - x)
     assert distance.max() <= 2 * eps + 1e-12
     assert distance.max() > eps + 1e-3  # the ball was centred at the start
 
@@ -148,7 +157,7 @@ def test_noise_files_are_standardised_by_their_own_statistics(linear):
 
     report = evaluate(
         {"linear": model},
-        (x.astype("float32"), y),
+        dataset=(x.astype("float32"), y),
         attacks=[],
         noises=["gaussian"],
         severities=[1, 5],
@@ -178,18 +187,18 @@ def test_models_without_normalisation_and_bad_names_are_refused(
     data = (x.astype("float32"), y)
     common = {"attacks": ["fgsm"], "eps": [0.01], "noises": [], "progress": False}
     with pytest.raises(ValueError, match="no keras.layers.Normalization.*mean="):
-        evaluate(bare, data, protocols=["authors-2020-06"], **common)
+        evaluate(bare, dataset=data, protocols=["authors-2020-06"], **common)
     mean, std = model_normalization(bare, mean=0.5, std=[0.2, 0.3])
     assert mean.tolist() == [0.5, 0.5] and std.tolist() == [0.2, 0.3]
     report = evaluate(
-        bare, data, protocols=["authors-2020-06"], mean=0.5, std=0.2, **common
+        bare, dataset=data, protocols=["authors-2020-06"], mean=0.5, std=0.2, **common
     )
     assert report.data["settings"]["pixel_radius_255"]["authors-2020-06"]
     with pytest.raises(ValueError, match=r"Expected one of \('pixel', 'authors"):
-        evaluate(model, data, protocols=["authors"], **common)
+        evaluate(model, dataset=data, protocols=["authors"], **common)
     with pytest.raises(ValueError, match="attack='apgd_ce'"):
         apgd = {**common, "attacks": ["apgd_ce"]}
-        evaluate(model, data, protocols=["pixel", "authors-2020-08"], **apgd)
+        evaluate(model, dataset=data, protocols=["pixel", "authors-2020-08"], **apgd)
     out = tmp_path / "never"
     code = cli.main(
         [
@@ -208,11 +217,11 @@ def test_models_without_normalisation_and_bad_names_are_refused(
     assert "protocol='authors-2021'" in capsys.readouterr().err
 
 
-def test_cli_runs_the_three_protocols_side_by_side(trained_small_model, tmp_path):
-    path = str(tmp_path / "in_resnet14.keras")
-    trained_small_model.save(path)
+def test_cli_runs_the_three_protocols_side_by_side(trained_small_model_path, tmp_path):
+    path = trained_small_model_path
     out = tmp_path / "eval"
-    argv = ["evaluate", "--model", path, "--dataset", "fashion_mnist", "--limit", "64"]
+    argv = ["evaluate", "--model", path, "--dataset", "fashion_mnist"]
+    argv += ["--test-limit", "64"]
     argv += ["--attacks", "fgsm,pgd", "--eps", "2,8", "--noises", "gaussian,impulse"]
     argv += ["--severities", "1,5", "--out", str(out)]
     argv += ["--protocols", "pixel,authors-2020-06,authors-2020-08"]
@@ -255,8 +264,8 @@ def test_attack_limit_attacks_the_first_examples_only(linear):
         "batch_size": 32,
         "progress": False,
     }
-    part = evaluate({"linear": model}, data, attack_limit=10, **options).data
-    alone = evaluate({"linear": model}, (data[0][:10], y[:10]), **options).data
+    part = evaluate({"linear": model}, dataset=data, attack_limit=10, **options).data
+    alone = evaluate({"linear": model}, dataset=(data[0][:10], y[:10]), **options).data
     settings = part["settings"]
     assert settings["examples"] == 24 and settings["attack_examples"] == 10
     entry, small = part["models"]["linear"], alone["models"]["linear"]
@@ -269,4 +278,4 @@ def test_attack_limit_attacks_the_first_examples_only(linear):
     assert entry["clean"] == pytest.approx(clean.mean())
     assert "(attacks on the first 10)" in RobustnessReport(part).to_markdown()
     with pytest.raises(ValueError, match="attack_limit=0"):
-        evaluate(model, data, attack_limit=0, **options)
+        evaluate(model, dataset=data, attack_limit=0, **options)

@@ -7,18 +7,18 @@ import re
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_damped import DampedResNet
-from keras_damped.cli import main as cli_main
 from keras_damped.data import corrupt
-from keras_damped.data import load_arrays
-from keras_damped.robustness import ATTACKS
+from keras_damped.robustness import Budget
 from keras_damped.robustness import RobustnessReport
-from keras_damped.robustness import attack_fn
+from keras_damped.robustness import attack_names
 from keras_damped.robustness import evaluate
 from keras_damped.robustness import logits_fn
-from keras_damped.robustness.evaluate import unpack_mask
+from keras_damped.robustness import make_attack
+from keras_damped.robustness.report import unpack_mask
+
+ATTACKS = attack_names()
 
 
 @keras.saving.register_keras_serializable(package="tests")
@@ -30,25 +30,20 @@ class ZeroInputGradient(keras.layers.Layer):
 
 
 @pytest.mark.slow
-def test_attack_invariants_gradient_masking_and_report_files(
-    tmp_path, trained_small_model
+def test_every_attack_stays_in_its_ball_and_range_and_weakens_with_eps(
+    trained_small_model, fm_images
 ):
-    model = trained_small_model
-    images, labels = load_arrays("fashion_mnist", "test", limit=64)
-    x = tf.constant(images / np.float32(255))
-    y = tf.constant(labels)
-    fn = logits_fn(model)
-
-    # Every attack, through the evaluation: inside its ball (L-inf; C&W is
-    # reported at an L2 radius) and [0, 1], eps = 0 gives the clean
-    # accuracy, and accuracy does not increase with eps.
+    """Every registered attack, through the evaluation: inside its ball
+    (L-inf; C&W is reported at an L2 radius) and [0, 1], never above the
+    clean accuracy, and not stronger at a smaller eps."""
+    images, labels = fm_images
     every = evaluate(
-        model,
-        (images, labels),
+        trained_small_model,
+        dataset=(images, labels),
         attacks=list(ATTACKS),
-        eps=[0, 4 / 255, 16 / 255],
+        eps=[4 / 255, 16 / 255],
         noises=[],
-        limit=8,
+        test_limit=8,
         batch_size=8,
         steps=3,
         progress=False,
@@ -60,29 +55,43 @@ def test_attack_invariants_gradient_masking_and_report_files(
     assert entry["sanity"]["in_ball"] and entry["sanity"]["in_range"]
     assert set(entry["sanity"]["max_linf"]) == set(ATTACKS) - {"cw_l2"}
     for attack in ATTACKS:
-        accs = [entry["attacks"][attack][k] for k in ("0", "4", "16")]
-        assert accs[0] == entry["clean"], attack
-        assert accs[1] <= accs[0] and accs[2] <= accs[1], attack
-    adv = attack_fn("cw_l2", fn, 0, steps=3)(x[:4], y[:4]).numpy()
+        accs = [entry["attacks"][attack][k] for k in ("4", "16")]
+        assert accs[0] <= entry["clean"] and accs[1] <= accs[0], attack
+    cw = make_attack("cw_l2", logits_fn(trained_small_model), Budget(steps=3))
+    adv = cw(images[:4], labels[:4], 0.5).x_adv
     assert adv.min() >= 0 and adv.max() <= 1
 
-    # Invariants on the evaluated accuracies.
+
+@pytest.fixture(scope="module")
+def invariants_report(trained_small_model, fm_images):
+    """The trained model and a copy whose input gradient is zero (a
+    gradient-masking defence), evaluated on 64 images."""
+    images, labels = fm_images
     masked = keras.Sequential(
-        [keras.Input((28, 28, 1)), ZeroInputGradient(), model], name="masked"
+        [keras.Input((28, 28, 1)), ZeroInputGradient(), trained_small_model],
+        name="masked",
     )
-    report = evaluate(
-        {"in_resnet14": model, "masked": masked},
-        (images, labels),
+    return evaluate(
+        {"in_resnet14": trained_small_model, "masked": masked},
+        dataset=(images, labels),
         attacks=["fgsm", "ifgsm", "pgd"],
-        eps=[0, 2 / 255, 16 / 255],
+        eps=[2 / 255, 16 / 255],
         noises=["gaussian"],
         severities=[1, 5],
-        limit=64,
+        test_limit=64,
         batch_size=64,
         steps=10,
         progress=False,
         noise_levels={"gaussian": [0.3]},
     )
+
+
+@pytest.mark.slow
+def test_evaluation_invariants_and_the_gradient_masking_flag(
+    invariants_report, trained_small_model, fm_images
+):
+    images, labels = fm_images
+    report = invariants_report
     m = report.data["models"]["in_resnet14"]
     # Per-example masks decode to the reported accuracies.
     assert unpack_mask(m["masks"]["clean"], 64).mean() == m["clean"]
@@ -90,16 +99,13 @@ def test_attack_invariants_gradient_masking_and_report_files(
         for k, packed in by_eps.items():
             assert unpack_mask(packed, 64).mean() == m["attacks"][attack][k]
     # An explicit level: seeded draws, the same for every model.
-    noisy = corrupt(
-        images[..., None] / np.float32(255), "gaussian", level=0.3, seed=(0, 1000)
-    )
-    predicted = np.argmax(model.predict(noisy, verbose=0), -1)
+    noisy = corrupt(images, "gaussian", level=0.3, seed=(0, 1000))
+    predicted = np.argmax(trained_small_model.predict(noisy, verbose=0), -1)
     assert m["noise_levels"]["gaussian"]["0.3"] == np.mean(predicted == labels)
     assert report.data["settings"]["noise_levels"] == {"gaussian": ["0.3"]}
     assert m["clean"] >= 0.5  # it is trained
     for attack in ("fgsm", "ifgsm", "pgd"):
-        accs = [m["attacks"][attack][k] for k in ("0", "2", "16")]
-        assert accs[0] == m["clean"]  # eps = 0 is the clean accuracy
+        accs = [m["clean"]] + [m["attacks"][attack][k] for k in ("2", "16")]
         assert all(b <= a + 0.01 for a, b in zip(accs, accs[1:]))  # non-increasing
     for k in ("2", "16"):
         assert m["attacks"]["pgd"][k] <= m["attacks"]["fgsm"][k] + 0.02
@@ -112,7 +118,10 @@ def test_attack_invariants_gradient_masking_and_report_files(
     assert masked_entry["sanity"]["gradient_masking_suspected"]
     assert any("gradient masking" in f for f in masked_entry["sanity"]["flags"])
 
-    # The files: JSON round trip with every requested cell, Markdown, PNGs, TB.
+
+def test_report_files_round_trip(invariants_report, tmp_path):
+    """The files: JSON round trip with every requested cell, Markdown, PNGs, TB."""
+    report = invariants_report
     out = report.save(tmp_path / "eval")
     assert sorted(os.listdir(out)) == ["plots", "report.json", "report.md", "tb"]
     again = RobustnessReport.from_json(os.path.join(out, "report.json"))
@@ -120,8 +129,9 @@ def test_attack_invariants_gradient_masking_and_report_files(
     for name in ("in_resnet14", "masked"):
         cells = again.data["models"][name]
         assert set(cells["attacks"]) == {"fgsm", "ifgsm", "pgd"}
-        assert all(set(v) == {"0", "2", "16"} for v in cells["attacks"].values())
+        assert all(set(v) == {"2", "16"} for v in cells["attacks"].values())
         assert set(cells["noises"]["gaussian"]) == {"1", "5", "mean"}
+    assert again.data["settings"]["config"]["attacks"] == ["fgsm", "ifgsm", "pgd"]
     markdown = open(os.path.join(out, "report.md")).read()
     assert "| in_resnet14 |" in markdown and "gradient masking" in markdown
     for png in (
@@ -161,12 +171,12 @@ def test_tfds_cifar10_corrupted_path_in_evaluate(tmp_path):
     with tfds.testing.mock_data(num_examples=8, data_dir=str(tmp_path)):
         report = evaluate(
             model,
-            "cifar10",
+            dataset="cifar10",
             attacks=[],
             eps=[],
             noises=["impulse"],
             severities=[2, 4],
-            limit=8,
+            test_limit=8,
             noise_source="tfds",
             progress=False,
         )
@@ -179,100 +189,38 @@ def test_tfds_cifar10_corrupted_path_in_evaluate(tmp_path):
     }
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("models") / "tiny.keras"
-    DampedResNet(14, input_shape=(28, 28, 1), normalization="fashion_mnist").save(path)
-    return str(path)
-
-
-@pytest.mark.parametrize(
-    "args,match",
-    [
-        (["--eps", "-1"], "--eps takes radii >= 0"),
-        (["--eps", "two"], "comma-separated numbers"),
-        (["--attacks", "deepfool"], "attack='deepfool'"),
-        (["--noises", "fog"], "noise='fog'"),
-        (["--severities", "0-3"], "severit"),
-        (["--severities", "6"], "severit"),
-        (["--dataset", "cifar10"], r"takes inputs \(None, 28, 28, 1\)"),
-    ],
-)
-def test_bad_evaluate_input_is_refused_before_any_work(
-    args, match, saved_model, tmp_path, capsys
-):
-    out = tmp_path / "eval"
-    code = cli_main(
-        [
-            "evaluate",
-            "--model",
-            saved_model,
-            "--dataset",
-            "fashion_mnist",
-            "--out",
-            str(out),
-            "--limit",
-            "8",
-            *args,
-        ]
-    )
-    assert code == 2
-    assert re.search(match, capsys.readouterr().err)
-    assert not out.exists() and not (tmp_path / "eval.partial").exists()
+@pytest.fixture
+def saved_model(tiny_model_path):
+    return tiny_model_path
 
 
 def test_bad_evaluate_messages(saved_model, tmp_path):
-    from keras_damped.robustness import parse_eps
+    from keras_damped.validators import eps_list
 
-    with pytest.raises(ValueError, match="eps=-1"):
-        parse_eps([-1])
+    with pytest.raises(ValueError, match=r"eps=-1/255"):
+        eps_list("eps", [-1 / 255])
     with pytest.raises(ValueError, match="eps='1'"):
-        parse_eps(["1"])
-    with pytest.raises(ValueError, match="attack='deepfool'"):
-        evaluate(saved_model, "fashion_mnist", attacks=["deepfool"])
-    with pytest.raises(ValueError, match="noise='fog'"):
-        evaluate(saved_model, "fashion_mnist", noises=["fog"])
-    with pytest.raises(ValueError, match="severity=6"):
-        evaluate(saved_model, "fashion_mnist", severities=[6])
+        eps_list("eps", ["1"])
+    assert eps_list("eps", [1.0, 2 / 255, 2 / 255]) == [2 / 255, 1.0]
+    for settings, match in (
+        ({"attacks": ["deepfool"]}, "attack='deepfool'"),
+        ({"noises": ["fog"]}, "noise='fog'"),
+        ({"severities": [6]}, "severity=6"),
+        ({"eps": [300 / 255]}, "eps=300/255"),
+        ({"attack_eps": {"pgd": [0.0]}}, r"attack_eps\['pgd'\]=0/255"),
+        ({"large_eps": 2.0}, "large_eps=510/255"),
+        ({"test_limit": 0}, "test_limit must be a positive integer"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            evaluate(saved_model, dataset="fashion_mnist", **settings)
+    with pytest.raises(TypeError, match="limit"):
+        evaluate(saved_model, dataset="fashion_mnist", limit=8)
     with pytest.raises(ValueError, match=re.escape("No such model file")):
-        evaluate(str(tmp_path / "nope.keras"), "fashion_mnist")
+        evaluate(str(tmp_path / "nope.keras"), dataset="fashion_mnist")
     corrupt_file = tmp_path / "corrupt.keras"
     corrupt_file.write_bytes(b"not a zip archive")
     with pytest.raises(ValueError, match="missing or corrupt"):
-        evaluate(str(corrupt_file), "fashion_mnist")
+        evaluate(str(corrupt_file), dataset="fashion_mnist")
     with pytest.raises(ValueError, match=r"takes inputs \(None, 28, 28, 1\)"):
-        evaluate(saved_model, "cifar10")
-
-
-def test_evaluate_command_writes_the_run_folder(saved_model, tmp_path, capsys):
-    out = tmp_path / "eval"
-    args = [
-        "evaluate",
-        "--model",
-        saved_model,
-        "--dataset",
-        "fashion_mnist",
-        "--attacks",
-        "fgsm",
-        "--eps",
-        "0,2",
-        "--noises",
-        "shot",
-        "--severities",
-        "1,5",
-        "--limit",
-        "16",
-        "--out",
-        str(out),
-    ]
-    assert cli_main(args) == 0
-    printed = capsys.readouterr().out
-    assert "| FGSM 0 | FGSM 2 |" in printed.replace("clean | shot | ", "")
-    assert f"tensorboard --logdir {out}/tb" in printed
-    data = json.loads((out / "report.json").read_text())
-    assert data["settings"]["eps_255"] == ["0", "2"]
-    assert data["settings"]["severities"] == [1, 5]
-    before = (out / "report.json").read_bytes()
-    assert cli_main(args) == 2  # refuses to replace results without --overwrite
-    assert "already holds results" in capsys.readouterr().err
-    assert (out / "report.json").read_bytes() == before
+        evaluate(saved_model, dataset="cifar10")

@@ -47,7 +47,7 @@ def small_config(run_dir, **overrides):
         run_dir=str(run_dir),
         epochs=1,
         batch_size=64,
-        limit=256,
+        train_limit=256,
         test_limit=128,
         verbose=0,
     )
@@ -67,7 +67,7 @@ def test_real_fashion_mnist_run(tmp_path, capsys):
         epochs=2,
         batch_size=64,
         lr=0.05,
-        limit=5000,
+        train_limit=5000,
         test_limit=1000,
         verbose=0,
         seed=1,
@@ -138,7 +138,7 @@ def test_real_fashion_mnist_run(tmp_path, capsys):
             str(run_dir),
             "--epochs",
             "1",
-            "--limit",
+            "--train-limit",
             "64",
         ]
     )
@@ -186,7 +186,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         "4",
         "--batch-size",
         "32",
-        "--limit",
+        "--train-limit",
         "256",
         "--test-limit",
         "64",
@@ -338,7 +338,7 @@ def test_model_that_does_not_fit_the_dataset(tmp_path):
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "auto"])
 def test_mixed_precision_run(tmp_path, precision):
     result = train(
-        small_config(tmp_path / "run", precision=precision, limit=128, test_limit=64)
+        small_config(tmp_path / "run", precision=precision, train_limit=128, test_limit=64)
     )
     policy = resolve_precision(precision)
     compute = "float32" if policy == "float32" else policy.split("_")[1]
@@ -349,3 +349,17 @@ def test_mixed_precision_run(tmp_path, precision):
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["config"]["precision"] == precision
     assert record["resolved"]["precision"] == policy
+
+
+def test_a_run_folder_written_with_limit_reads_as_train_limit(tmp_path):
+    """Run folders written before `limit` was renamed `train_limit` (the
+    converged study's committed runs among them) read and resume as today's."""
+    from keras_damped.training.loop import _run_state
+
+    record = {"config": small_config(tmp_path).to_dict()}
+    record["config"]["limit"] = record["config"].pop("train_limit")
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    assert TrainConfig.from_json(str(tmp_path / "config.json")).train_limit == 256
+    stored, finished, epochs = _run_state(str(tmp_path))
+    assert stored == small_config(tmp_path).to_dict()
+    assert not finished and epochs == 0

@@ -36,7 +36,8 @@ def analyze(
         epsilon: L2 norm of the perturbations of `perturbation_growth`.
         iterations: power iterations of the spectral norms.
         seed: seed of the random directions.
-        parts: `"landscape"` and/or `"stability"`.
+        parts: `"landscape"` (1D and 2D; `"landscape_1d"`: 1D only) and/or
+            `"stability"`.
 
     Returns:
         A JSON-ready dict; `save_analysis(result, out_dir)` writes it.
@@ -54,11 +55,12 @@ def analyze(
             "models": list(models),
         }
     }
-    if "landscape" in parts:
+    if "landscape" in parts or "landscape_1d" in parts:
         result["landscape_1d"] = {
             kind: landscape_1d(models, x, y, kind, T, points, clip, seed)
             for kind in ("sign_gradient", "random")
         }
+    if "landscape" in parts:
         result["landscape_2d"] = {
             name: landscape_2d(model, x, y, T, points_2d, clip, seed)
             for name, model in models.items()
@@ -173,6 +175,25 @@ def plots(result):
         plt.close(fig)
         out[file_name] = buffer.getvalue()
     return out
+
+
+def analyze_saved(paths, dataset, test_limit=128, data_dir=None, **settings):
+    """`analyze` of saved `.keras` models on the first `test_limit` test
+    images of `dataset`; `settings` are `analyze`'s (T in pixel units)."""
+    from keras_damped.data import load_arrays
+    from keras_damped.models.loading import named_models
+    from keras_damped.validators import positive_int
+
+    positive_int("test_limit", test_limit)
+    models = named_models(paths)
+    images, labels = load_arrays(dataset, "test", data_dir, test_limit)
+    for name, model in models.items():
+        if tuple(model.input_shape[1:]) != images.shape[1:]:
+            raise ValueError(
+                f"Model {name!r} takes inputs {model.input_shape}, but the "
+                f"{dataset} images are {(None, *images.shape[1:])}."
+            )
+    return analyze(models, images / 255.0, labels, **settings)
 
 
 def save_analysis(result, out_dir, overwrite=False):

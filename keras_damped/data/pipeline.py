@@ -8,6 +8,9 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from keras_damped.validators import optional_positive_int
+from keras_damped.validators import positive_int
+
 AUGMENTATIONS = (None, "paper", "standard")
 SPLITS = ("train", "test")
 FASHION_MNIST_DEBIAN = "/usr/share/datasets/fashion-mnist"
@@ -175,22 +178,11 @@ def load_arrays(name, split="train", data_dir=None, limit=None, download=True):
 
 
 def _check_limit(limit):
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-    ):
-        raise ValueError(f"limit must be a positive integer. Received: limit={limit!r}")
+    optional_positive_int("limit", limit)
 
 
 def _check_batch_size(batch_size):
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            "batch_size must be a positive integer. "
-            f"Received: batch_size={batch_size!r}"
-        )
+    positive_int("batch_size", batch_size)
 
 
 def steps_per_epoch(num_examples, batch_size, drop_remainder=False):

@@ -6,6 +6,7 @@ import keras
 
 from keras_damped.layers.blocks import conv_initializer
 from keras_damped.layers.blocks import damping_to_add_kwargs
+from keras_damped.validators import positive_int
 
 # Per-channel (mean, std) of the training sets, for pixels in [0, 1].
 NORMALIZATIONS = {
@@ -17,12 +18,8 @@ NORMALIZATIONS = {
 MIN_SPATIAL = 4
 
 
-def check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"{name} must be an integer >= {minimum}. Received: {name}={value!r}"
-        )
-    return value
+def check_positive_int(name, value):
+    return positive_int(name, value)
 
 
 def check_input_shape(input_shape):

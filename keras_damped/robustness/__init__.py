@@ -1,21 +1,35 @@
-"""Robustness: CleverHans attacks, AutoAttack, the CIFAR-10-C noise group, reports."""
+"""Robustness: one `Attack` interface and registry (CleverHans attacks,
+AutoAttack, the authors' protocols, your own), the CIFAR-10-C noise group,
+`evaluate` with its `EvalConfig`, reports."""
 
-from keras_damped.robustness.attacks import ATTACKS
-from keras_damped.robustness.attacks import attack_fn
+from keras_damped._extras import require
+
+require("robustness", "robustness")
+
 from keras_damped.robustness.attacks import logits_fn
-from keras_damped.robustness.attacks import make_attack
+from keras_damped.robustness.config import EvalConfig
 from keras_damped.robustness.evaluate import evaluate
-from keras_damped.robustness.evaluate import load_model_file
-from keras_damped.robustness.evaluate import parse_eps
+from keras_damped.robustness.registry import Attack
+from keras_damped.robustness.registry import AttackResult
+from keras_damped.robustness.registry import Budget
+from keras_damped.robustness.registry import attack_names
+from keras_damped.robustness.registry import make_attack
+from keras_damped.robustness.registry import parse_attacks
+from keras_damped.robustness.registry import register_attack
+from keras_damped.robustness.registry import unregister_attack
 from keras_damped.robustness.report import RobustnessReport
 
 __all__ = [
-    "ATTACKS",
+    "Attack",
+    "AttackResult",
+    "Budget",
+    "EvalConfig",
     "RobustnessReport",
-    "attack_fn",
+    "attack_names",
     "evaluate",
-    "load_model_file",
     "logits_fn",
     "make_attack",
-    "parse_eps",
+    "parse_attacks",
+    "register_attack",
+    "unregister_attack",
 ]

@@ -1,75 +1,57 @@
-"""CleverHans attacks and AutoAttack behind one signature, batched and compiled.
+"""The built-in attacks (CleverHans and AutoAttack) behind `Attack`.
 
 Every attack takes pixels in [0, 1], a radius `eps` in pixel units (8/255)
 and the true labels (no label leaking: the model's predictions are never
 used as labels); the model normalises internally, so the attacks work in
 pixel space, unlike the reference code, which attacks normalised tensors.
+Random starts come from the explicit seed of each call (stateless draws),
+never from TensorFlow's global seed.
+
+Each attack compiles one graph per model, for any batch size and radius,
+and shares it between instances (a second PGD with another step size, the
+gradient-masking check's, reuses the first one's graph).
 """
+
+import weakref
 
 import numpy as np
 import tensorflow as tf
 
 from keras_damped.models.inspect import model_input
-from keras_damped.robustness.autoattack import APGD_STEPS
-from keras_damped.robustness.autoattack import SQUARE_QUERIES
 from keras_damped.robustness.autoattack import STAGES
-from keras_damped.robustness.autoattack import TARGET_CLASSES
 from keras_damped.robustness.autoattack import AutoAttackRunner
-
-# AutoAttack's attacks (keras_damped.robustness.autoattack) and the sequence.
-AUTOATTACK = (*STAGES, "autoattack")
-ATTACKS = ("fgsm", "ifgsm", "pgd", "mim", "cw_l2", "spsa", *AUTOATTACK)
-# Attacks whose `eps` is an L-infinity radius; cw_l2 reports at an L2 radius.
-LINF_ATTACKS = tuple(a for a in ATTACKS if a != "cw_l2")
-# Attacks that follow the model's input gradient (Square and SPSA only query it).
-GRADIENT_ATTACKS = ("fgsm", "ifgsm", "pgd", "mim", "apgd_ce", "apgd_t")
-STEP_SIZE = 2 / 255
-STEPS = 20
+from keras_damped.robustness.registry import Attack
+from keras_damped.robustness.registry import AttackResult
+from keras_damped.robustness.registry import compiled
+from keras_damped.robustness.registry import register_attack
 
 
-def check_attack(name):
-    if name not in ATTACKS:
-        raise ValueError(
-            f"Unknown attack. Expected one of {ATTACKS} (or 'all'). "
-            f"Received: attack={name!r}"
-        )
-    return name
+def _signature(x, *extra):
+    return [
+        tf.TensorSpec((None, *x.shape[1:]), tf.float32),
+        tf.TensorSpec((None,), tf.int32),
+        *extra,
+    ]
 
 
-def check_budget(name, value):
-    """A positive integer budget (steps, queries, target classes)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"{name} must be a positive integer. Received: {name}={value!r}"
-        )
-    return int(value)
+_SCALAR = tf.TensorSpec((), tf.float32)
+_SEED = tf.TensorSpec((2,), tf.int64)
 
 
-class AutoAttackFn:
-    """`(x, y, eps) -> x_adv` for AutoAttack or one of its attacks.
-
-    After each call `last_robust` holds, per attack of the sequence, the
-    per-example mask of the examples still correctly classified after it.
-    """
-
-    def __init__(self, name, model_fn, apgd_steps, square_queries, target_classes):
-        self.stages = STAGES if name == "autoattack" else (name,)
-        self.runner = AutoAttackRunner(
-            model_fn,
-            apgd_steps=check_budget("apgd_steps", apgd_steps),
-            square_queries=check_budget("square_queries", square_queries),
-            target_classes=check_budget("target_classes", target_classes),
-        )
-        self.last_robust = None
-
-    def __call__(self, x, y, eps):
-        x_adv, self.last_robust = self.runner.run(
-            np.asarray(x), np.asarray(y), float(eps), self.stages
-        )
-        return tf.constant(x_adv)
+# {model: its logits function}: one per model, so that its compiled attack
+# graphs (keyed by that function) serve every evaluation of it.
+_LOGITS = weakref.WeakKeyDictionary()
 
 
 def logits_fn(model):
+    """`x -> float32 logits` of a Keras model (one function per model);
+    see `_logits_fn`."""
+    if model not in _LOGITS:
+        _LOGITS[model] = _logits_fn(model)
+    return _LOGITS[model]
+
+
+def _logits_fn(model):
     """`x -> float32 logits` of a Keras model; refuses or unwraps a softmax head.
 
     Attacks need logits: the cross-entropy of probabilities saturates and
@@ -169,177 +151,333 @@ def _spsa_optimizer(learning_rate, delta, samples):
             self._num_samples = samples // 2  # mirrored +/- delta samples
             self._num_iters = 1
             self._compare_to_analytic_grad = False
+            self.seed = None  # set by the attack before each step
+
+        def _get_delta(self, x, delta):
+            # CleverHans' random sign directions, drawn from the step's seed.
+            shape = [self._num_samples] + x.get_shape().as_list()[1:]
+            uniform = tf.random.stateless_uniform(shape, self.seed, -1.0, 1.0)
+            return delta * tf.sign(uniform)
 
     return KerasThreeSPSAAdam()
 
 
-def _any_batch_size(fn, jit_compile, with_eps=False):
-    """`tf.function(fn)` traced once, on the first call, for any batch size.
+_COMMON = {"clip_min": 0.0, "clip_max": 1.0}
 
-    A last, smaller batch would otherwise trace the attack a second time.
-    """
-    compiled = []
 
-    def call(x, y, *eps):
-        if not compiled:
-            signature = [
-                tf.TensorSpec((None, *x.shape[1:]), x.dtype),
-                tf.TensorSpec((None,), y.dtype),
-            ] + ([tf.TensorSpec((), tf.float32)] if with_eps else [])
-            compiled.append(
-                tf.function(fn, input_signature=signature, jit_compile=jit_compile)
+class FGSM(Attack):
+    """CleverHans' fast gradient sign method (one step of size eps)."""
+
+    def perturb(self, x, y, eps, seed):
+        from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+
+        model_fn = self.model_fn
+
+        def fgsm(x, y, eps):
+            return fast_gradient_method(
+                model_fn, x, eps, np.inf, y=y, sanity_checks=False, **_COMMON
             )
-        return compiled[0](x, y, *eps)
 
-    return call
+        graph = compiled(
+            model_fn,
+            "fgsm",
+            lambda: tf.function(
+                fgsm,
+                input_signature=_signature(x, _SCALAR),
+                jit_compile=self.budget.jit_compile,
+            ),
+        )
+        return graph(x, y, tf.constant(eps, tf.float32))
 
 
-def make_attack(
-    name,
-    model_fn,
-    steps=STEPS,
-    step_size=STEP_SIZE,
-    jit_compile=False,
-    apgd_steps=APGD_STEPS,
-    square_queries=SQUARE_QUERIES,
-    target_classes=TARGET_CLASSES,
-):
-    """A compiled `(x, y, eps) -> x_adv` for one attack.
-
-    Args:
-        name: one of `ATTACKS`.
-        model_fn: `x -> logits` (see `logits_fn`).
-        steps: iterations of `ifgsm`, `pgd`, `mim` and `spsa`; `cw_l2` runs
-            `10 * steps` optimisation steps in each of 3 binary-search steps.
-        step_size: step of the iterative attacks, capped at `eps` (CleverHans
-            requires `eps_iter <= eps`).
-        jit_compile: compile the CleverHans attacks with XLA (AutoAttack's
-            run in graph mode: XLA recompiles for every batch size).
-        apgd_steps: iterations of `apgd_ce` and of each `apgd_t` target.
-        square_queries: queries of `square`.
-        target_classes: target classes of `apgd_t`.
-
-    `apgd_ce`, `apgd_t`, `square` and `autoattack` (the three in sequence)
-    are `AutoAttackFn`s; their random draws follow TensorFlow's global seed.
-
-    The radius `eps` is in pixel units (L-infinity; an L2 radius for
-    `cw_l2`, whose minimal-norm result the caller compares with `eps`). It
-    is a tensor for FGSM (one graph for every radius); the iterative
-    attacks compile one graph per radius.
-    """
-    from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
-    from cleverhans.tf2.attacks.carlini_wagner_l2 import CarliniWagnerL2
+def _projected_steps(model_fn, x, y, eps, step, steps, start):
+    """CleverHans' projected gradient descent (L-infinity, clipped to [0, 1])
+    from `x + start`: its FGM step and `clip_eta` projection, the start
+    given by the caller (zeros for IFGSM, a seeded uniform draw for PGD)."""
     from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
-    from cleverhans.tf2.attacks.momentum_iterative_method import (
-        momentum_iterative_method,
-    )
-    from cleverhans.tf2.attacks.projected_gradient_descent import (
-        projected_gradient_descent,
-    )
-    from cleverhans.tf2.attacks.spsa import margin_logit_loss
-    from cleverhans.tf2.attacks.spsa import projected_optimization
+    from cleverhans.tf2.utils import clip_eta
 
-    check_attack(name)
-    if name in AUTOATTACK:
-        return AutoAttackFn(name, model_fn, apgd_steps, square_queries, target_classes)
-    common = {"clip_min": 0.0, "clip_max": 1.0, "sanity_checks": False}
-    if name == "cw_l2":
-        # CleverHans' C&W runs its own optimisation loop eagerly; eps unused.
-        def run_cw(x, y, eps):
-            attack = CarliniWagnerL2(
-                model_fn,
-                y=y,
-                clip_min=0.0,
-                clip_max=1.0,
-                batch_size=int(x.shape[0]),
-                max_iterations=10 * steps,
-                binary_search_steps=3,
-            )
-            attack.optimizer = _KerasTwoStyleAdam(attack.learning_rate)
-            return tf.convert_to_tensor(attack.attack(x), x.dtype)
+    eta = clip_eta(start, np.inf, eps)
+    adv_x = tf.clip_by_value(x + eta, 0.0, 1.0)
+    for _ in range(steps):
+        adv_x = fast_gradient_method(
+            model_fn, adv_x, step, np.inf, y=y, sanity_checks=False, **_COMMON
+        )
+        eta = clip_eta(adv_x - x, np.inf, eps)
+        adv_x = tf.clip_by_value(x + eta, 0.0, 1.0)
+    return adv_x
 
-        return run_cw
-    if name == "spsa":
-        optimizer = _spsa_optimizer(learning_rate=0.01, delta=0.01, samples=32)
 
-        def run_one(x, y, eps):
-            def loss_fn(x, label):  # untargeted: push the label's margin down
-                logits = model_fn(x)
-                return -margin_logit_loss(logits, label, nb_classes=logits.shape[-1])
+class IFGSM(Attack):
+    """The basic iterative method: `steps` FGSM steps of min(step_size, eps)
+    from the clean image, projected on the eps-ball."""
 
-            return projected_optimization(
-                loss_fn, x, y, eps, steps, optimizer, clip_min=0.0, clip_max=1.0
-            )
+    def cost(self):
+        return 3 * self.budget.steps
 
-        compiled_one = tf.function(
-            run_one, jit_compile=jit_compile, reduce_retracing=True
+    def _graph(self, x, y, eps, step, seed):
+        return _projected_steps(
+            self.model_fn, x, y, eps, step, self.budget.steps, tf.zeros_like(x)
         )
 
-        def run_spsa(x, y, eps):  # CleverHans' SPSA takes one image at a time.
-            eps = tf.constant(eps, tf.float32)
-            return tf.concat(
-                [
-                    compiled_one(x[i : i + 1], y[i : i + 1], eps)
-                    for i in range(int(x.shape[0]))
-                ],
-                axis=0,
+    def perturb(self, x, y, eps, seed):
+        graph = compiled(
+            self.model_fn,
+            (type(self).__name__, self.budget.steps, self.budget.jit_compile),
+            lambda: tf.function(
+                self._graph,
+                input_signature=_signature(x, _SCALAR, _SCALAR, _SEED),
+                jit_compile=self.budget.jit_compile,
+            ),
+        )
+        step = min(self.budget.step_size, eps)
+        return graph(
+            x,
+            y,
+            tf.constant(eps, tf.float32),
+            tf.constant(step, tf.float32),
+            tf.constant(seed, tf.int64),
+        )
+
+
+class PGD(IFGSM):
+    """Madry et al.'s PGD: IFGSM from a uniform random start in the eps-ball,
+    drawn from the call's seed."""
+
+    def _graph(self, x, y, eps, step, seed):
+        start = tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps)
+        return _projected_steps(
+            self.model_fn, x, y, eps, step, self.budget.steps, start
+        )
+
+
+class MIM(Attack):
+    """CleverHans' momentum iterative method (steps of min(step_size, eps))."""
+
+    def cost(self):
+        return 3 * self.budget.steps
+
+    def perturb(self, x, y, eps, seed):
+        from cleverhans.tf2.attacks.momentum_iterative_method import (
+            momentum_iterative_method,
+        )
+
+        model_fn, steps = self.model_fn, self.budget.steps
+
+        def mim(x, y, eps, step):
+            return momentum_iterative_method(
+                model_fn,
+                x,
+                eps,
+                step,
+                steps,
+                np.inf,
+                y=y,
+                sanity_checks=False,
+                **_COMMON,
             )
 
-        return run_spsa
-
-    if name == "fgsm":
-
-        def run_fgsm(x, y, eps):
-            return fast_gradient_method(model_fn, x, eps, np.inf, y=y, **common)
-
-        compiled_fgsm = _any_batch_size(run_fgsm, jit_compile, with_eps=True)
-        return lambda x, y, eps: compiled_fgsm(x, y, tf.constant(eps, tf.float32))
-
-    # The iterative attacks check `eps_iter <= eps` in Python, so their
-    # radius must be a number: one graph per radius, cached.
-    graphs = {}
-
-    def run_iterative(x, y, eps):
-        eps = float(eps)
-        if eps not in graphs:
-            step = min(step_size, eps)
-            if name == "ifgsm":
-
-                def run(x, y):
-                    return basic_iterative_method(
-                        model_fn, x, eps, step, steps, np.inf, y=y, **common
-                    )
-            elif name == "pgd":
-
-                def run(x, y):
-                    return projected_gradient_descent(
-                        model_fn,
-                        x,
-                        eps,
-                        step,
-                        steps,
-                        np.inf,
-                        y=y,
-                        rand_init=True,
-                        rand_minmax=eps,
-                        **common,
-                    )
-            else:
-
-                def run(x, y):
-                    return momentum_iterative_method(
-                        model_fn, x, eps, step, steps, np.inf, y=y, **common
-                    )
-
-            graphs[eps] = _any_batch_size(run, jit_compile)
-        return graphs[eps](x, y)
-
-    return run_iterative
+        graph = compiled(
+            model_fn,
+            ("mim", steps, self.budget.jit_compile),
+            lambda: tf.function(
+                mim,
+                input_signature=_signature(x, _SCALAR, _SCALAR),
+                jit_compile=self.budget.jit_compile,
+            ),
+        )
+        step = min(self.budget.step_size, eps)
+        return graph(x, y, tf.constant(eps, tf.float32), tf.constant(step, tf.float32))
 
 
-def attack_fn(
-    name, model_fn, eps, steps=STEPS, step_size=STEP_SIZE, jit_compile=False, **budgets
+class CarliniWagner(Attack):
+    """CleverHans' C&W L2 (3 binary-search steps of `10 * steps` iterations).
+
+    It finds a minimal-norm adversarial example; an example is robust at
+    the L2 radius eps when it is correct clean and C&W's example either
+    fails or lies farther than eps.
+    """
+
+    norm = "l2"
+
+    def cost(self):
+        return 3 * 3 * 10 * self.budget.steps
+
+    def perturb(self, x, y, eps, seed):
+        from cleverhans.tf2.attacks.carlini_wagner_l2 import CarliniWagnerL2
+
+        attack = CarliniWagnerL2(
+            self.model_fn,
+            y=y,
+            clip_min=0.0,
+            clip_max=1.0,
+            batch_size=int(x.shape[0]),
+            max_iterations=10 * self.budget.steps,
+            binary_search_steps=3,
+        )
+        attack.optimizer = _KerasTwoStyleAdam(attack.learning_rate)
+        return tf.convert_to_tensor(attack.attack(x), tf.float32)
+
+    def __call__(self, x, y, eps, seed=(0, 0)):
+        x = tf.convert_to_tensor(x, tf.float32)
+        y = np.asarray(y, np.int32)
+        x_adv = self.perturb(x, tf.constant(y), eps, seed).numpy()
+        delta = (x_adv - x.numpy()).reshape(len(x_adv), -1)
+        norms = np.sqrt((delta**2).sum(-1))
+        clean = self.predict(x) == y
+        robust = clean & ((self.predict(x_adv) == y) | (norms > eps))
+        return AttackResult(x_adv, robust)
+
+
+class SPSA(Attack):
+    """CleverHans' SPSA (gradient-free: finite differences along random sign
+    directions, Adam on the estimate), one image at a time, `steps`
+    iterations of 32 samples; its random start and directions are drawn
+    from the call's seed."""
+
+    def cost(self):
+        return self.SAMPLES * self.budget.steps
+
+    gradient = False
+    LEARNING_RATE = 0.01
+    DELTA = 0.01
+    SAMPLES = 32
+
+    def perturb(self, x, y, eps, seed):
+        self._optimizer()
+        graph = compiled(
+            self.model_fn,
+            ("spsa", self.budget.steps, self.budget.jit_compile),
+            lambda: tf.function(
+                self._one_image,
+                input_signature=_signature(x, _SCALAR, _SEED),
+                jit_compile=self.budget.jit_compile,
+            ),
+        )
+        eps = tf.constant(eps, tf.float32)
+        base = tf.constant(seed, tf.int64)
+        return tf.concat(
+            [
+                graph(
+                    x[i : i + 1],
+                    y[i : i + 1],
+                    eps,
+                    tf.cast(
+                        tf.random.experimental.stateless_fold_in(base, i), tf.int64
+                    ),
+                )
+                for i in range(int(x.shape[0]))
+            ],
+            axis=0,
+        )
+
+    def _one_image(self, x, y, eps, seed):
+        from cleverhans.tf2.attacks.spsa import _project_perturbation
+        from cleverhans.tf2.attacks.spsa import margin_logit_loss
+
+        model_fn, optimizer = self.model_fn, self._optimizer()
+
+        def loss_fn(image):  # untargeted: push the label's margin down
+            logits = model_fn(image)
+            return -margin_logit_loss(logits, y, nb_classes=logits.shape[-1])
+
+        # CleverHans' projected_optimization, its start drawn from the seed.
+        start = tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps)
+        perturbation = _project_perturbation(start, eps, x, 0.0, 1.0)
+        state = optimizer.init_state([perturbation])
+        for i in range(self.budget.steps):
+            optimizer.seed = tf.random.experimental.stateless_fold_in(seed, i + 1)
+            new, state = optimizer.minimize(
+                lambda p: loss_fn(x + p), [perturbation], state
+            )
+            perturbation = _project_perturbation(new[0], eps, x, 0.0, 1.0)
+        return x + perturbation
+
+    def _optimizer(self):
+        # Built outside the traced function (Keras creates variables).
+        if not hasattr(self, "_spsa_adam"):
+            self._spsa_adam = _spsa_optimizer(
+                self.LEARNING_RATE, self.DELTA, self.SAMPLES
+            )
+        return self._spsa_adam
+
+
+class _AutoAttackFamily(Attack):
+    """APGD-CE, APGD-T, Square or AutoAttack (`stages` in sequence, each on
+    what the earlier ones left), on one shared compiled runner per model."""
+
+    def cost(self):
+        b = self.budget
+        per_stage = {
+            "apgd_ce": 3 * b.apgd_steps,
+            "apgd_t": 3 * b.apgd_steps * b.target_classes,
+            "square": b.square_queries,
+        }
+        return sum(per_stage[stage] for stage in self.stages)
+
+    stages = STAGES
+
+    def _runner(self):
+        b = self.budget
+        return compiled(
+            self.model_fn,
+            ("autoattack", b.apgd_steps, b.square_queries, b.target_classes),
+            lambda: AutoAttackRunner(
+                self.model_fn,
+                apgd_steps=b.apgd_steps,
+                square_queries=b.square_queries,
+                target_classes=b.target_classes,
+            ),
+        )
+
+    def __call__(self, x, y, eps, seed=(0, 0)):
+        x_adv, stages = self._runner().run(
+            np.asarray(x, np.float32),
+            np.asarray(y, np.int32),
+            float(eps),
+            self.stages,
+            seed,
+        )
+        robust = stages[self.stages[-1]]
+        return AttackResult(x_adv, robust, stages if len(self.stages) > 1 else None)
+
+
+class APGDCE(_AutoAttackFamily):
+    """APGD on the cross-entropy (Croce & Hein 2020)."""
+
+    stages = ("apgd_ce",)
+
+
+class APGDT(_AutoAttackFamily):
+    """Targeted APGD on the DLR loss, over the top `target_classes` classes."""
+
+    stages = ("apgd_t",)
+    min_classes = 4
+
+
+class Square(_AutoAttackFamily):
+    """The Square attack (gradient-free random search, `square_queries`)."""
+
+    stages = ("square",)
+    gradient = False
+
+
+class AutoAttack(_AutoAttackFamily):
+    """AutoAttack's standard sequence: APGD-CE, APGD-T, Square."""
+
+    min_classes = 4
+
+
+for _name, _cls in (
+    ("fgsm", FGSM),
+    ("ifgsm", IFGSM),
+    ("pgd", PGD),
+    ("mim", MIM),
+    ("cw_l2", CarliniWagner),
+    ("spsa", SPSA),
+    ("apgd_ce", APGDCE),
+    ("apgd_t", APGDT),
+    ("square", Square),
+    ("autoattack", AutoAttack),
 ):
-    """`(x, y) -> x_adv` at one radius; see `make_attack`."""
-    attack = make_attack(name, model_fn, steps, step_size, jit_compile, **budgets)
-    return lambda x, y: attack(x, y, eps)
+    register_attack(_name, _cls)

@@ -433,9 +433,10 @@ class AutoAttackRunner:
 
     # -- the sequence -------------------------------------------------------
 
-    def run(self, x, y, eps, stages=STAGES):
+    def run(self, x, y, eps, stages=STAGES, seed=None):
         """The attacks in `stages`, each on the examples all earlier ones
-        left correctly classified.
+        left correctly classified. `seed` (an integer or a pair of them)
+        restarts the random draws; None continues from the runner's seed.
 
         Returns `(x_adv, robust)`: the adversarial example (or `x`) and, per
         stage, the boolean mask of the examples still correct after it
@@ -444,9 +445,13 @@ class AutoAttackRunner:
         x = np.asarray(x, np.float32)
         y = np.asarray(y, np.int32)
         self._compile(tuple(x.shape[1:]))
-        self.generator.reset_from_seed(
-            int(tf.random.uniform([], maxval=2**31 - 1, dtype=tf.int64))
-        )
+        if seed is not None:
+            pair = (seed, 0) if np.ndim(seed) == 0 else seed
+            # One Philox key per seed pair: a stateless draw hashes the pair.
+            key = tf.random.stateless_uniform(
+                [], tf.constant(pair, tf.int64), None, None, tf.int64
+            )
+            self.generator.reset_from_key_counter(int(key) & (2**63 - 1), [0, 0])
         out = x.copy()
         clean = (
             (self._logits(tf.constant(x)).numpy().argmax(-1) == y)

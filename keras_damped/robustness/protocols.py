@@ -26,6 +26,10 @@ FGSM, IFGSM and PGD, 20 steps each; IFGSM starts at the clean image.
 import numpy as np
 import tensorflow as tf
 
+from keras_damped.robustness.registry import Attack
+from keras_damped.robustness.registry import compiled
+from keras_damped.robustness.registry import register_attack
+
 PROTOCOLS = ("pixel", "authors-2020-06", "authors-2020-08")
 AUTHORS_PROTOCOLS = PROTOCOLS[1:]
 AUTHORS_ATTACKS = ("fgsm", "ifgsm", "pgd")
@@ -129,67 +133,121 @@ def _z_units(protocol, std, value):
     return value / std
 
 
-def make_protocol_attack(protocol, attack, model_fn, mean, std, steps=AUTHORS_STEPS):
-    """`(x, y, eps, seed) -> x_adv` for one authors' attack under `protocol`.
+def _authors_steps(model_fn, x, y, norm, eps, fgsm, steps, start, seed):
+    """One authors' attack on `z = (x - mean) / std`, returned in pixels.
 
-    `x` are pixels in [0, 1], `eps` the stated radius (k/255), `seed` a
-    pair of integers for PGD's random start. The attack runs on
-    `z = (x - mean) / std` with the network seeing `z * std + mean`, and the
-    result is returned in pixels.
+    `norm`: per-channel `(mean, std, low, high, unit, step)`, where `low`,
+    `high` bound z, `unit` is a stated radius of 1 and `step` the IFGSM/PGD
+    step, both in z; `fgsm`: the step is the radius; `steps`: 1 or 20;
+    `start`: 1.0 adds PGD's random start (and centres the ball on it), 0.0
+    starts at the clean image. FGSM's projection on its ball is the
+    identity.
     """
-    if protocol not in AUTHORS_PROTOCOLS or attack not in AUTHORS_ATTACKS:
-        raise ValueError(
-            f"make_protocol_attack covers {AUTHORS_ATTACKS} under "
-            f"{AUTHORS_PROTOCOLS}. Received: protocol={protocol!r}, "
-            f"attack={attack!r}"
-        )
-    mean = np.asarray(mean, "float64")
-    std = np.asarray(std, "float64")
-    lo, hi = _bounds(protocol, mean, std)
-    unit = _z_units(protocol, std, 1.0)  # a stated radius of 1 in z units
-    step = _z_units(protocol, std, AUTHORS_STEP[protocol])
-    iterations = 1 if attack == "fgsm" else steps
-
-    def run(x, y, eps, seed):
-        dtype = x.dtype
-        m, s = tf.constant(mean, dtype), tf.constant(std, dtype)
-        low, high = tf.constant(lo, dtype), tf.constant(hi, dtype)
-        radius = eps * tf.constant(unit, dtype)
-        size = radius if attack == "fgsm" else tf.constant(step, dtype)
-        z = (x - m) / s
-        if attack == "pgd":
-            # The random start is added first and the ball centred on it.
-            z = z + radius * tf.random.stateless_uniform(
-                tf.shape(z), seed, minval=-1.0, maxval=1.0, dtype=dtype
+    m, s, low, high, unit, step = norm
+    radius = eps * unit
+    size = tf.where(fgsm, radius, step)
+    z = (x - m) / s
+    z = z + (radius * start) * tf.random.stateless_uniform(
+        tf.shape(z), seed, minval=-1.0, maxval=1.0, dtype=z.dtype
+    )
+    centre = z
+    for _ in tf.range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            logits = tf.cast(model_fn(z * s + m), z.dtype)
+            loss = tf.reduce_sum(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
             )
-        centre = z
-        for _ in tf.range(iterations):
-            with tf.GradientTape() as tape:
-                tape.watch(z)
-                logits = tf.cast(model_fn(z * s + m), dtype)
-                loss = tf.reduce_sum(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+        z = z + size * tf.sign(tape.gradient(loss, z))
+        z = tf.clip_by_value(z, centre - radius, centre + radius)
+        z = tf.clip_by_value(z, low, high)
+    return z * s + m
+
+
+class AuthorsAttack(Attack):
+    """An authors' attack (`kind`: FGSM, IFGSM or PGD) under `protocol`.
+
+    Registered as "<protocol>:<kind>" (not listed: `evaluate` runs them
+    through `protocols=`); built with the model's `mean` and `std` (pixel
+    units, per channel) as context. `eps` is the stated radius (k/255); the
+    call's seed draws PGD's random start. One graph per model serves every
+    protocol and kind.
+    """
+
+    protocol = None
+    kind = None
+
+    def cost(self):
+        return 3 if self.kind == "fgsm" else 3 * AUTHORS_STEPS
+
+    def perturb(self, x, y, eps, seed):
+        mean = np.asarray(self.context["mean"], "float64")
+        std = np.asarray(self.context["std"], "float64")
+        lo, hi = _bounds(self.protocol, mean, std)
+        norm = [
+            np.broadcast_to(v, std.shape)
+            for v in (
+                mean,
+                std,
+                lo,
+                hi,
+                _z_units(self.protocol, std, 1.0),
+                _z_units(self.protocol, std, AUTHORS_STEP[self.protocol]),
+            )
+        ]
+        model_fn, dtype = self.model_fn, x.dtype
+
+        def build():
+            def run(x, y, norm, eps, fgsm, steps, start, seed):
+                return _authors_steps(
+                    model_fn, x, y, norm, eps, fgsm, steps, start, seed
                 )
-            z = z + size * tf.sign(tape.gradient(loss, z))
-            if attack != "fgsm":
-                z = tf.clip_by_value(z, centre - radius, centre + radius)
-            z = tf.clip_by_value(z, low, high)
-        return z * s + m
 
-    compiled = []
+            vector = tf.TensorSpec(std.shape, dtype)
+            return tf.function(
+                run,
+                input_signature=[
+                    tf.TensorSpec((None, *x.shape[1:]), dtype),
+                    tf.TensorSpec((None,), tf.int32),
+                    [vector] * 6,
+                    tf.TensorSpec((), dtype),
+                    tf.TensorSpec((), tf.bool),
+                    tf.TensorSpec((), tf.int32),
+                    tf.TensorSpec((), dtype),
+                    tf.TensorSpec((2,), tf.int64),
+                ],
+            )
 
-    def call(x, y, eps, seed=(0, 0)):
-        if not compiled:
-            signature = [
-                tf.TensorSpec((None, *x.shape[1:]), x.dtype),
-                tf.TensorSpec((None,), y.dtype),
-                tf.TensorSpec((), x.dtype),
-                tf.TensorSpec((2,), tf.int64),
-            ]
-            compiled.append(tf.function(run, input_signature=signature))
-        return compiled[0](x, y, tf.constant(eps, x.dtype), tf.constant(seed, tf.int64))
+        # One graph per model and dtype (evaluate() feeds float32).
+        graph = compiled(model_fn, ("authors", dtype.name), build)
+        return graph(
+            x,
+            tf.cast(y, tf.int32),
+            [tf.constant(v, dtype) for v in norm],
+            tf.constant(eps, dtype),
+            tf.constant(self.kind == "fgsm"),
+            tf.constant(1 if self.kind == "fgsm" else AUTHORS_STEPS, tf.int32),
+            tf.constant(1.0 if self.kind == "pgd" else 0.0, dtype),
+            tf.constant(seed, tf.int64),
+        )
 
-    return call
+
+def protocol_attack_name(protocol, attack):
+    """The registry name of an authors' attack under `protocol`."""
+    return f"{protocol}:{attack}"
+
+
+for _protocol in AUTHORS_PROTOCOLS:
+    for _kind in AUTHORS_ATTACKS:
+        register_attack(
+            protocol_attack_name(_protocol, _kind),
+            type(
+                f"Authors{_kind.upper()}",
+                (AuthorsAttack,),
+                {"protocol": _protocol, "kind": _kind},
+            ),
+            listed=False,
+        )
 
 
 def clamp_only(protocol, x, mean, std):
@@ -220,66 +278,56 @@ def standardise_file(stack, mean, std):
     return (z * std + mean).astype("float32"), file_mean, file_std
 
 
-def evaluate_protocol(
-    protocol, model_fn, correct, data, attacks, eps, noise_sets, norm, settings
-):
+def evaluate_protocol(protocol, model_fn, correct, test, config, norm, advance):
     """One model under one authors' protocol: eps = 0, the attacks, the noise.
 
     Args:
         protocol: one of `AUTHORS_PROTOCOLS`.
         model_fn: `x -> logits` on pixels.
         correct: `(x, y) -> boolean mask` of correct predictions, batched.
-        data: the clean `(images, labels, attacked)`: the attacks run on the
-            first `attacked` images, eps 0 and the noise on all of them.
-        attacks, eps: the attacks (of `AUTHORS_ATTACKS`) and stated radii.
-        noise_sets: `{(noise, severity): (images, labels or None)}`.
+        test: the `TestSet`: the attacks run on its first `attacked`
+            images, eps 0 and the noise on all of them.
+        config: the `EvalConfig` (`protocol_attacks`, `protocol_eps`,
+            `batch_size`, `seed`).
         norm: the model's `(mean, std)` in pixel units.
-        settings: `{"batch_size", "seed", "tick"}` (tick: called after each
-            unit of work).
+        advance: called with the units of work done.
 
     Returns:
         `(results, masks)`: accuracies and packed per-example masks.
     """
-    from keras_damped.robustness.evaluate import pack_mask
+    from keras_damped.robustness.evaluate import run_attack
+    from keras_damped.robustness.registry import make_attack
     from keras_damped.robustness.report import eps_key
+    from keras_damped.robustness.report import pack_mask
 
-    images, labels, attacked = data
     mean, std = norm
-    batch, tick = settings["batch_size"], settings["tick"]
-    clamped = correct(clamp_only(protocol, images, mean, std), labels)
+    clamped = correct(clamp_only(protocol, test.images, mean, std), test.labels)
     results = {"eps0": float(clamped.mean()), "attacks": {}, "noises": {}}
     masks = {"eps0": pack_mask(clamped), "attacks": {}}
-    tick()
-    for attack in attacks:
-        run = make_protocol_attack(protocol, attack, model_fn, mean, std)
-        for radius in eps:
-            parts = []
-            for i, start in enumerate(range(0, attacked, batch)):
-                stop = min(start + batch, attacked)
-                x = tf.constant(images[start:stop])
-                y = tf.constant(labels[start:stop])
-                x_adv = run(x, y, radius, (settings["seed"], i)).numpy()
-                parts.append(correct(x_adv, labels[start:stop]))
-            mask = np.concatenate(parts)
-            results["attacks"].setdefault(attack, {})[eps_key(radius)] = float(
-                mask.mean()
-            )
-            masks["attacks"].setdefault(attack, {})[eps_key(radius)] = pack_mask(mask)
-            tick()
+    advance(len(test.images))
+    for name in config.protocol_attacks:
+        attack = make_attack(
+            protocol_attack_name(protocol, name), model_fn, mean=mean, std=std
+        )
+        for eps in config.protocol_eps:
+            robust = run_attack(attack, test, eps, config)["robust"]
+            advance(test.attacked * attack.cost())
+            results["attacks"].setdefault(name, {})[eps_key(eps)] = float(robust.mean())
+            masks["attacks"].setdefault(name, {})[eps_key(eps)] = pack_mask(robust)
     by_noise = {}
-    for (noise, severity), (x, y) in noise_sets.items():
+    for (noise, severity), (x, y) in test.noise_sets.items():
         by_noise.setdefault(noise, []).append((severity, x, y))
     for noise, parts in by_noise.items():
         stack = np.concatenate([x for _, x, _ in parts])
         fed, _, _ = standardise_file(stack, mean, std)
         scores, offset = {}, 0
         for severity, x, y in parts:
-            y = labels if y is None else y.astype("int32")
+            y = test.labels if y is None else y.astype("int32")
             scores[str(severity)] = float(
                 correct(fed[offset : offset + len(x)], y).mean()
             )
             offset += len(x)
         scores["mean"] = float(np.mean(list(scores.values())))
         results["noises"][noise] = scores
-        tick()
+        advance(len(stack))
     return results, masks

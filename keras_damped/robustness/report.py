@@ -17,6 +17,23 @@ def eps_key(eps):
     return str(int(value)) if value == int(value) else str(value)
 
 
+def attack_keys(settings, attack):
+    """The eps labels (units of 1/255) `attack` ran at in a report's
+    `settings` (every attack at every eps unless `attack_eps` said else)."""
+    return settings.get("attack_eps_255", {}).get(attack, settings["eps_255"])
+
+
+def pack_mask(mask):
+    """A boolean per-example mask as a compact hex string (report.json)."""
+    return np.packbits(np.asarray(mask, dtype=bool)).tobytes().hex()
+
+
+def unpack_mask(text, count):
+    """The inverse of `pack_mask` for `count` examples."""
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))
+    return bits[:count].astype(bool)
+
+
 class RobustnessReport:
     """Results of `evaluate`, side by side for several models.
 
@@ -75,7 +92,9 @@ class RobustnessReport:
             )
         lines.append("")
         header = ["model", "clean"] + [n for n in noises]
-        attack_cols = [(a, e) for a in settings["attacks"] for e in settings["eps_255"]]
+        attack_cols = [
+            (a, e) for a in settings["attacks"] for e in attack_keys(settings, a)
+        ]
         worst_cols = settings["eps_255"] if worst else []
         header += [f"{a.upper()} {e}" for a, e in attack_cols]
         header += [f"WORST {e}" for e in worst_cols]
@@ -84,34 +103,11 @@ class RobustnessReport:
         for name, m in models.items():
             row = [name, _pct(m["clean"])]
             row += [_pct(m["noises"][n]["mean"]) for n in noises]
-            row += [_pct(m["attacks"][a][e]) for a, e in attack_cols]
+            row += [_pct(m["attacks"][a].get(e)) for a, e in attack_cols]
             row += [_pct(m.get("worst", {}).get(e)) for e in worst_cols]
             lines.append("| " + " | ".join(row) + " |")
-        if any("autoattack_stages" in m for m in models.values()):
-            lines += [
-                "",
-                "AutoAttack step by step (accuracy left after each attack, "
-                "each run on what the ones before left):",
-                "",
-                "| model | eps | APGD-CE | + APGD-T | + Square |",
-                "|---|---|---|---|---|",
-            ]
-            for name, m in models.items():
-                for e, stages in m.get("autoattack_stages", {}).items():
-                    cells = [
-                        _pct(stages.get(k)) for k in ("apgd_ce", "apgd_t", "square")
-                    ]
-                    lines.append("| " + " | ".join([name, e, *cells]) + " |")
-        if noises:
-            lines += ["", "Noise by severity:", ""]
-            sev = [str(s) for s in settings["severities"]]
-            head = ["model", "noise"] + sev
-            lines.append("| " + " | ".join(head) + " |")
-            lines.append("|" + "|".join("---" for _ in head) + "|")
-            for name, m in models.items():
-                for n in noises:
-                    cells = [_pct(m["noises"][n][s]) for s in sev]
-                    lines.append("| " + " | ".join([name, n, *cells]) + " |")
+        lines += _stage_lines(models)
+        lines += _severity_lines(settings, models)
         lines += _protocol_lines(settings, models)
         lines += ["", "Sanity checks:", ""]
         for name, m in models.items():
@@ -119,9 +115,13 @@ class RobustnessReport:
             lines.append(
                 f"- {name}: adversarial points in the eps-ball "
                 f"{'yes' if s['in_ball'] else 'NO'}, in [0, 1] "
-                f"{'yes' if s['in_range'] else 'NO'}; PGD at "
-                f"{eps_key(settings['large_eps'])}/255: "
-                f"{_pct(s['large_eps_pgd'])}%; "
+                f"{'yes' if s['in_range'] else 'NO'}; "
+                + (
+                    f"PGD at {eps_key(settings['large_eps'])}/255: "
+                    f"{_pct(s['large_eps_pgd'])}%; "
+                    if s["large_eps_pgd"] is not None
+                    else "no attack; "
+                )
                 + (
                     "Square below the gradient attacks by "
                     + ", ".join(
@@ -153,12 +153,12 @@ class RobustnessReport:
             fig, axes = plt.subplots(
                 1, len(attacks), figsize=(4 * len(attacks), 3.2), squeeze=False
             )
-            xs = [float(e) for e in settings["eps_255"]]
             for ax, attack in zip(axes[0], attacks):
                 for name, m in models.items():
                     by_eps = m["worst"] if attack == "worst" else m["attacks"][attack]
-                    ys = [100 * by_eps[e] for e in settings["eps_255"]]
-                    ax.plot(xs, ys, marker="o", label=name)
+                    keys = [e for e in settings["eps_255"] if e in by_eps]
+                    ys = [100 * by_eps[e] for e in keys]
+                    ax.plot([float(e) for e in keys], ys, marker="o", label=name)
                 ax.set_title(
                     "worst case over attacks" if attack == "worst" else attack.upper()
                 )
@@ -271,11 +271,12 @@ class RobustnessReport:
                             tf.summary.scalar(
                                 f"robustness/{noise}_noise", acc, step=int(s)
                             )
-                tf.summary.scalar(
-                    "robustness/large_eps_pgd",
-                    m["sanity"]["large_eps_pgd"],
-                    step=int(round(settings["large_eps"] * 255)),
-                )
+                if m["sanity"]["large_eps_pgd"] is not None:
+                    tf.summary.scalar(
+                        "robustness/large_eps_pgd",
+                        m["sanity"]["large_eps_pgd"],
+                        step=int(round(settings["large_eps"] * 255)),
+                    )
             writer.close()
         writer = tf.summary.create_file_writer(os.path.join(log_dir, "report"))
         with writer.as_default():
@@ -299,6 +300,42 @@ class RobustnessReport:
             self.plot(os.path.join(staging, "plots"))
             self.write_tensorboard(os.path.join(staging, "tb"))
         return os.path.abspath(out_dir)
+
+
+def _stage_lines(models):
+    """AutoAttack step by step: the accuracy left after each of its attacks."""
+    if not any("autoattack_stages" in m for m in models.values()):
+        return []
+    lines = [
+        "",
+        "AutoAttack step by step (accuracy left after each attack, "
+        "each run on what the ones before left):",
+        "",
+        "| model | eps | APGD-CE | + APGD-T | + Square |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in models.items():
+        for e, stages in m.get("autoattack_stages", {}).items():
+            cells = [_pct(stages.get(k)) for k in ("apgd_ce", "apgd_t", "square")]
+            lines.append("| " + " | ".join([name, e, *cells]) + " |")
+    return lines
+
+
+def _severity_lines(settings, models):
+    """The noise group by severity."""
+    noises = settings["noises"]
+    if not noises:
+        return []
+    sev = [str(s) for s in settings["severities"]]
+    head = ["model", "noise"] + sev
+    lines = ["", "Noise by severity:", ""]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join("---" for _ in head) + "|")
+    for name, m in models.items():
+        for n in noises:
+            cells = [_pct(m["noises"][n][s]) for s in sev]
+            lines.append("| " + " | ".join([name, n, *cells]) + " |")
+    return lines
 
 
 PROTOCOL_NOTES = {

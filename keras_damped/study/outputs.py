@@ -4,6 +4,7 @@ import json
 import math
 import os
 
+from keras_damped.robustness.report import attack_keys
 from keras_damped.study.stats import attack_examples
 
 PLOT_COLUMNS_LIMIT = 40
@@ -128,8 +129,8 @@ def to_markdown(result):
     seeds = ",".join(str(s) for s in config["seeds"])
     lines = [
         f"Study: {', '.join(config['models'])} x seeds {seeds} on "
-        f"`{config['dataset']}`; {config['epochs']} epochs on "
-        f"{config['train_limit'] or 'all'} training examples; evaluated on "
+        f"`{config['train']['dataset']}`; {config['train']['epochs']} epochs on "
+        f"{config['train']['train_limit'] or 'all'} training examples; evaluated on "
         f"{evaluation['examples']} test examples, attacks on the first "
         f"{attack_examples(evaluation)} ({evaluation['noise_source']}). "
         f"Accuracy in %, mean ± half-width of the {conf}% Student-t interval "
@@ -303,11 +304,14 @@ def plots(result, out_dir):
             [
                 (
                     "worst case over attacks" if a == "worst" else a.upper(),
-                    [0] + [float(e) for e in eps],
-                    ["clean"] + [f"{a} {e}" for e in eps],
+                    [0] + [float(e) for e in keys],
+                    ["clean"] + [f"{a} {e}" for e in keys],
                 )
-                for a in evaluation["attacks"]
-                + (["worst"] if f"worst {eps[0]}" in result["columns"] else [])
+                for a, keys in [
+                    (a, attack_keys(evaluation, a)) for a in evaluation["attacks"]
+                ]
+                + [("worst", [e for e in eps if f"worst {e}" in result["columns"]])]
+                if keys
             ],
             "eps (x 1/255, 0: clean)",
         )
@@ -449,16 +453,69 @@ def write_tensorboard(result, log_dir):
                         hparams["model"]: model,
                         hparams["seed"]: int(seed),
                         hparams["damping"]: damping,
-                        hparams["epochs"]: config["epochs"],
-                        hparams["lr"]: config["lr"],
-                        hparams["weight_decay"]: config["weight_decay"],
-                        hparams["batch_size"]: config["batch_size"],
+                        hparams["epochs"]: config["train"]["epochs"],
+                        hparams["lr"]: config["train"]["lr"],
+                        hparams["weight_decay"]: config["train"]["weight_decay"],
+                        hparams["batch_size"]: config["train"]["batch_size"],
                     },
                     trial_id=f"{model}/seed{seed}",
                 )
                 for c in columns:
                     tf.summary.scalar(_tag(c), cols[c], step=0)
             writer.close()
+
+
+def landscape_plot(landscape, result, out_dir):
+    """plots/landscape_1d.png: loss and accuracy along each run's own
+    sign-gradient direction and a shared random one, one colour per model
+    (thin lines: the seeds; thick: their mean)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    colour = model_colours(result["config"]["models"])
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), squeeze=False)
+    for column, kind in enumerate(("sign_gradient", "random")):
+        curves = landscape["landscape_1d"][kind]
+        t = 255 * np.asarray(curves["t"])
+        for row, metric in enumerate(("loss", "accuracy")):
+            ax = axes[row][column]
+            for model in result["config"]["models"]:
+                runs = [
+                    np.asarray(v[metric])
+                    for name, v in curves["models"].items()
+                    if name.rsplit(" (seed", 1)[0] == model
+                ]
+                if not runs:
+                    continue
+                scale = 100 if metric == "accuracy" else 1
+                for values in runs:
+                    ax.plot(t, scale * values, color=colour[model], lw=0.6, alpha=0.4)
+                mean = scale * np.mean(runs, axis=0)
+                ax.plot(t, mean, color=colour[model], lw=2, label=model)
+            ax.set_xlabel(
+                "t (x 1/255) along "
+                + (
+                    "each run's sign gradient"
+                    if kind == "sign_gradient"
+                    else "a random sign direction"
+                )
+            )
+            ax.set_ylabel("mean loss" if metric == "loss" else "accuracy (%)")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    seeds = len(result["config"]["seeds"])
+    fig.suptitle(
+        f"Input-space landscape, {landscape['settings']['examples']} test images, "
+        f"{seeds} seeds per model (thin: each seed, thick: the mean)"
+    )
+    fig.tight_layout()
+    path = os.path.join(out_dir, "landscape_1d.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write_outputs(config, result):
@@ -471,5 +528,9 @@ def write_outputs(config, result):
     with open(os.path.join(out, "study.md"), "w") as f:
         f.write(to_markdown(result))
     plots(result, os.path.join(out, "plots"))
+    landscape = os.path.join(out, "landscape.json")
+    if os.path.isfile(landscape):
+        with open(landscape) as f:
+            landscape_plot(json.load(f), result, os.path.join(out, "plots"))
     shutil.rmtree(os.path.join(out, "tb"), ignore_errors=True)
     write_tensorboard(result, os.path.join(out, "tb"))

@@ -10,6 +10,6 @@ CIFAR10_PAPER = (
     "keras-damped study --models resnet110,in_resnet110,lambda_in_resnet110 "
     "--seeds 0,1,2 --dataset cifar10 --epochs 160 --schedule paper "
     "--augment paper --attacks fgsm,ifgsm,pgd --eps 1,2,4,8 "
-    "--noises gaussian,shot,impulse,speckle --severities 1-5 --limit 10000 "
+    "--noises gaussian,shot,impulse,speckle --severities 1-5 --test-limit 10000 "
     "--out runs/study-cifar10"
 )

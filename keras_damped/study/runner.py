@@ -14,11 +14,13 @@ import subprocess
 import sys
 import time
 
+from keras_damped.study.config import LANDSCAPE
 from keras_damped.study.config import TRAINING_KEYS
 from keras_damped.study.config import StudyConfig
 
 logger = logging.getLogger("keras_damped")
 CONFIG_FILE = "study_config.json"
+LANDSCAPE_FILE = "landscape.json"
 
 
 class StudyExistsError(ValueError):
@@ -44,8 +46,8 @@ def _check_out(config, overwrite):
             f"{config.out} exists and is not a study folder; nothing was "
             "changed. Choose another --out, or pass --overwrite to replace it."
         )
-    stored = StudyConfig.from_json(path).to_dict()
-    wanted = config.to_dict()
+    stored = StudyConfig.from_json(path).train.to_dict()
+    wanted = config.train.to_dict()
     changed = {
         k: (stored.get(k), wanted[k])
         for k in TRAINING_KEYS
@@ -149,8 +151,8 @@ def _evaluate_one(config, model, seed, log):
     """Evaluates one trained run into its `eval/` folder."""
     import keras
 
+    from keras_damped.models.loading import load_model_file
     from keras_damped.robustness import evaluate
-    from keras_damped.robustness import load_model_file
 
     folder = config.train_config(model, seed).run_dir
     label = f"{model} seed {seed}"
@@ -161,40 +163,63 @@ def _evaluate_one(config, model, seed, log):
         now = time.monotonic()
         if now - last[0] >= 30.0:
             last[0] = now
-            log(f"  {label}: evaluation {done}/{total} ({_duration(now - started)})")
+            log(
+                f"  {label}: evaluation {100 * done / total:.0f}% of the work "
+                f"({_duration(now - started)})"
+            )
 
     keras.backend.clear_session()
     report = evaluate(
         {label: load_model_file(os.path.join(folder, "model.keras"))},
-        config.dataset,
-        attacks=config.attacks,
-        eps=[e / 255 for e in config.eps],
-        noises=config.noises,
-        severities=config.severities,
-        limit=config.limit,
-        batch_size=config.eval_batch_size,
-        seed=config.eval_seed,
-        noise_source=config.noise_source,
-        data_dir=config.data_dir,
+        config.evaluation,
         progress=progress,
-        noise_levels=config.noise_levels,
-        protocols=config.protocols,
-        protocol_attacks=config.protocol_attacks,
-        attack_limit=config.attack_limit,
-        apgd_steps=config.apgd_steps,
-        target_classes=config.target_classes,
-        square_queries=config.square_queries,
-        protocol_eps=(
-            None
-            if config.protocol_eps is None
-            else [e / 255 for e in config.protocol_eps]
-        ),
     )
     eval_dir = _eval_dir(config, model, seed)
     report.save(eval_dir, overwrite=True)
     with open(os.path.join(eval_dir, "study_settings.json"), "w") as f:
         json.dump(config.evaluation_settings(), f, indent=2)
     log(f"  {label}: clean {100 * report.data['models'][label]['clean']:.1f}%")
+
+
+def _landscape(config, runs, log):
+    """OUT/landscape.json: the loss landscape of every run (`LANDSCAPE`),
+    computed once and reused while the runs stay the same."""
+    from keras_damped.analysis import analyze
+    from keras_damped.data import load_arrays
+    from keras_damped.models.loading import load_model_file
+
+    path = os.path.join(config.out, LANDSCAPE_FILE)
+    labels = [f"{m} (seed{s})" for m, s in runs]
+    settings = {**LANDSCAPE, "seed": config.evaluation.seed, "models": labels}
+    if os.path.isfile(path):
+        with open(path) as f:
+            if json.load(f).get("study_settings") == settings:
+                log("[landscape] reused")
+                return
+    started = time.monotonic()
+    images, targets = load_arrays(
+        config.train.dataset, "test", config.train.data_dir, LANDSCAPE["test_limit"]
+    )
+    models = {
+        label: load_model_file(
+            os.path.join(config.train_config(m, s).run_dir, "model.keras")
+        )
+        for label, (m, s) in zip(labels, runs)
+    }
+    result = analyze(
+        models,
+        images / 255.0,
+        targets,
+        T=LANDSCAPE["T"],
+        points=LANDSCAPE["points"],
+        points_2d=LANDSCAPE["points_2d"],
+        seed=config.evaluation.seed,
+        parts=("landscape_1d",),
+    )
+    result["study_settings"] = settings
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    log(f"[landscape] {len(runs)} runs in {_duration(time.monotonic() - started)}")
 
 
 PHASES = {
@@ -325,6 +350,8 @@ def run_study(config, overwrite=False, log=None, jobs=None):
     log(f"{jobs} run(s) at once, {config.threads or 'default'} thread(s) each")
     _run_phase(config, runs, "train", jobs, log)
     _run_phase(config, runs, "evaluate", jobs, log)
+    if config.landscape:
+        _landscape(config, runs, log)
     reports = {
         (m, s): RobustnessReport.from_json(
             os.path.join(_eval_dir(config, m, s), "report.json")

@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 
+from keras_damped.robustness.report import attack_keys
+
 CONFIDENCE = 0.95
 # Half-widths (accuracy fractions) whose seed counts study.json reports.
 RESOLUTION_TARGETS = (0.01, 0.02, 0.05)
@@ -122,7 +124,7 @@ def run_columns(entry, settings):
     survive every L-infinity attack at that eps (the AND of the per-example
     masks).
     """
-    from keras_damped.robustness.evaluate import worst_case
+    from keras_damped.robustness.checks import worst_case
 
     columns = {"clean": entry["clean"]}
     for noise in settings["noises"]:
@@ -135,7 +137,7 @@ def run_columns(entry, settings):
             columns[f"{noise} s{severity}"] = entry["noises"][noise][str(severity)]
     count = attack_examples(settings)
     for attack in settings["attacks"]:
-        for e in settings["eps_255"]:
+        for e in attack_keys(settings, attack):
             columns[f"{attack} {e}"] = entry["attacks"][attack][e]
     for e in settings["eps_255"]:
         survive = worst_case(
@@ -189,7 +191,9 @@ def summarize_study(config, reports):
         }
         data["lambdas"] = _lambdas(config, model, sorted(runs))
     base = models[config.baseline]["runs"]
-    attacked = {f"{a} {e}" for a in settings["attacks"] for e in settings["eps_255"]}
+    attacked = {
+        f"{a} {e}" for a in settings["attacks"] for e in attack_keys(settings, a)
+    }
     attacked |= {f"worst {e}" for e in settings["eps_255"]}
 
     def floor(column):

@@ -40,7 +40,8 @@ def main(argv=None):
     from keras_damped.training import TrainingDivergedError
     from keras_damped.training import use_cpu_threads
 
-    config = StudyConfig.from_json(os.path.join(out, CONFIG_FILE))
+    # validate() also imports the plug-ins that register users' attacks.
+    config = StudyConfig.from_json(os.path.join(out, CONFIG_FILE)).validate()
     use_cpu_threads(config.threads)
     logger = logging.getLogger("keras_damped")
     try:

@@ -2,11 +2,15 @@
 
 import dataclasses
 import json
-import math
 import os
 
 from keras_damped.data.pipeline import AUGMENTATIONS
 from keras_damped.training.schedules import SCHEDULES
+from keras_damped.validators import choice
+from keras_damped.validators import finite_number
+from keras_damped.validators import non_negative_int
+from keras_damped.validators import optional_positive_int
+from keras_damped.validators import positive_int
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 JIT_CHOICES = ("auto", "on", "off")
@@ -28,7 +32,10 @@ class TrainConfig:
 
     `model` is a preset name (built for the dataset's input shape and
     classes) or the path of a saved `.keras` model. `batch_size` is global:
-    with `distribute` it is split across replicas.
+    with `distribute` it is split across replicas. `train_limit` and
+    `test_limit` are the numbers of training and test (validation) images
+    (None: all); a run folder written before `train_limit` was named so
+    stores it as `limit`.
     """
 
     model: str = "in_resnet20"
@@ -45,7 +52,7 @@ class TrainConfig:
     jit_compile: str = "auto"
     precision: str = "float32"
     seed: int = 0
-    limit: int | None = None
+    train_limit: int | None = None
     test_limit: int | None = None
     validation_split: float = 0.0
     distribute: str = "none"
@@ -57,29 +64,13 @@ class TrainConfig:
         from keras_damped.data.pipeline import dataset_info
         from keras_damped.models.registry import list_models
 
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
-        for name in ("limit", "test_limit"):
-            if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, int)
-            or self.seed < 0
-        ):
-            raise ValueError(
-                f"seed must be an integer >= 0. Received: seed={self.seed!r}"
-            )
+        positive_int("epochs", self.epochs)
+        positive_int("batch_size", self.batch_size)
+        for name in ("train_limit", "test_limit"):
+            optional_positive_int(name, getattr(self, name))
+        non_negative_int("seed", self.seed)
         for name in ("lr", "momentum", "weight_decay"):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(
-                    f"{name} must be a finite number >= 0. Received: {name}={value!r}"
-                )
+            finite_number(name, getattr(self, name), minimum=0)
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0. Received: lr={self.lr!r}")
         if not 0.0 <= self.validation_split < 1.0:
@@ -87,11 +78,11 @@ class TrainConfig:
                 "validation_split must be in [0, 1) (0 validates on the test "
                 f"split). Received: validation_split={self.validation_split!r}"
             )
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("augment", self.augment, AUGMENTATIONS)
-        _choice("jit_compile", self.jit_compile, JIT_CHOICES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("distribute", self.distribute, DISTRIBUTE_CHOICES)
+        choice("schedule", self.schedule, SCHEDULES)
+        choice("augment", self.augment, AUGMENTATIONS)
+        choice("jit_compile", self.jit_compile, JIT_CHOICES)
+        choice("precision", self.precision, PRECISIONS)
+        choice("distribute", self.distribute, DISTRIBUTE_CHOICES)
         dataset_info(self.dataset)
         if self.dataset.startswith("cifar10_corrupted/"):
             raise ValueError(
@@ -111,22 +102,22 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def from_dict(cls, data):
+        """A config from `to_dict()`'s output, also of older versions."""
+        data = legacy_names(data)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    @classmethod
     def from_json(cls, path):
         with open(path) as f:
             data = json.load(f)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.get("config", data).items() if k in fields})
+        return cls.from_dict(data.get("config", data))
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"{name} must be a positive integer. Received: {name}={value!r}"
-        )
-
-
-def _choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Unknown {name}. Expected one of {choices}. Received: {name}={value!r}"
-        )
+def legacy_names(data):
+    """A stored run config with today's names (`limit` became `train_limit`)."""
+    data = dict(data)
+    if "limit" in data and "train_limit" not in data:
+        data["train_limit"] = data.pop("limit")
+    return data

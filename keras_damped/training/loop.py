@@ -22,6 +22,7 @@ from keras_damped.optimizers import ReferenceSGD
 from keras_damped.training.callbacks import BackupUnlessDiverged
 from keras_damped.training.callbacks import DampingMonitor
 from keras_damped.training.compat import multi_worker_fit
+from keras_damped.training.config import legacy_names
 from keras_damped.training.schedules import add_weight_decay
 from keras_damped.training.schedules import learning_rate_schedule
 from keras_damped.training.schedules import paper_switch_steps
@@ -34,7 +35,7 @@ STATE_KEYS = (
     "dataset",
     "seed",
     "batch_size",
-    "limit",
+    "train_limit",
     "validation_split",
     "augment",
 )
@@ -191,7 +192,7 @@ def _run_state(run_dir):
         with open(meta) as f:
             epochs_done = int(json.load(f)["epoch"])
     finished = os.path.isfile(os.path.join(run_dir, "model.keras"))
-    return stored.get("config", {}), finished, epochs_done
+    return legacy_names(stored.get("config", {})), finished, epochs_done
 
 
 def _previous_record(run_dir):
@@ -294,7 +295,9 @@ def train(config, resume=False, overwrite=False, callbacks=None):
     initial_epoch = _check_run_dir(config, resume, overwrite) if chief else 0
     previous = _previous_record(config.run_dir) if chief and not overwrite else None
 
-    images, labels = load_arrays(config.dataset, "train", config.data_dir, config.limit)
+    images, labels = load_arrays(
+        config.dataset, "train", config.data_dir, config.train_limit
+    )
     if config.validation_split:
         cut = int(round(len(images) * (1 - config.validation_split)))
         val_images, val_labels = images[cut:], labels[cut:]

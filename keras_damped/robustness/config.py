@@ -1,0 +1,205 @@
+"""`EvalConfig`: every setting of an evaluation, validated before any work."""
+
+import dataclasses
+
+from keras_damped.data.corruptions import NOISES
+from keras_damped.data.corruptions import SEVERITIES
+from keras_damped.robustness.registry import Budget
+from keras_damped.validators import choice
+from keras_damped.validators import eps_list
+from keras_damped.validators import finite_number
+from keras_damped.validators import non_negative_int
+from keras_damped.validators import optional_positive_int
+from keras_damped.validators import positive_int
+
+NOISE_SOURCES = ("auto", "tfds", "generated")
+_BUDGET = Budget()
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """What `evaluate` measures and how; `validate()` checks it all.
+
+    Radii (`eps`, `attack_eps`, `protocol_eps`, `large_eps`, `step_size`)
+    are in pixel units (8/255), each in (0, 255/255].
+
+    Attributes:
+        dataset: a dataset name (`keras_damped.data`), or `(images,
+            labels)` arrays (recorded as "arrays").
+        attacks: registered attack names (`attack_names()`), or "all".
+        eps: the radii every attack runs at.
+        attack_eps: `{attack: [radii]}`, radii of one attack instead of
+            `eps` (e.g. AutoAttack at fewer radii than PGD).
+        noises, severities: the CIFAR-10-C noise group and its severities.
+        noise_levels: `{noise: [c, ...]}`, explicit noise parameters beyond
+            the five severities (a Gaussian sweep), always generated.
+        test_limit: the first `test_limit` test images (clean, noise).
+        attack_limit: attack only the first `attack_limit` of them (None:
+            all); attacks cost hundreds of passes per image, the rest one.
+        batch_size: images per batch.
+        seed: seeds the noise and every attack's random draws (an attack
+            gets `(seed, batch index)`).
+        noise_source: "auto" (CIFAR-10-C files through TFDS for cifar10
+            when present, else generated), "tfds" or "generated".
+        data_dir: the TFDS data folder.
+        steps, step_size: the iterative attacks' (20 steps of 2/255).
+        apgd_steps, target_classes, square_queries: AutoAttack's budget.
+        large_eps: the radius of the gradient-masking check (64/255).
+        jit_compile: compile the CleverHans attacks with XLA.
+        protocols: from `PROTOCOLS`: "pixel" runs `attacks` in the standard
+            threat model; the authors' protocols replay their scripts.
+        protocol_attacks, protocol_eps: the authors' protocols' attacks and
+            stated radii (default: `attacks`, `eps`).
+        mean, std: the normalisation (pixel units, per channel) of models
+            without a `Normalization` layer on their input.
+        examples_shown: images kept for the picture grid.
+        example_attack: the attack whose images the grid shows (default:
+            PGD when it runs, else the first attack).
+        plugins: modules to import first (they register attacks).
+    """
+
+    dataset: str = "cifar10"
+    attacks: list = dataclasses.field(default_factory=lambda: ["fgsm", "ifgsm", "pgd"])
+    eps: list = dataclasses.field(
+        default_factory=lambda: [1 / 255, 2 / 255, 4 / 255, 8 / 255]
+    )
+    attack_eps: dict = dataclasses.field(default_factory=dict)
+    noises: list = dataclasses.field(default_factory=lambda: list(NOISES))
+    severities: list = dataclasses.field(default_factory=lambda: list(SEVERITIES))
+    noise_levels: dict = dataclasses.field(default_factory=dict)
+    test_limit: int = 1000
+    attack_limit: int | None = None
+    batch_size: int = 128
+    seed: int = 0
+    noise_source: str = "auto"
+    data_dir: str | None = None
+    steps: int = _BUDGET.steps
+    step_size: float = _BUDGET.step_size
+    apgd_steps: int = _BUDGET.apgd_steps
+    target_classes: int = _BUDGET.target_classes
+    square_queries: int = _BUDGET.square_queries
+    large_eps: float = 64 / 255
+    jit_compile: bool = False
+    protocols: list = dataclasses.field(default_factory=lambda: ["pixel"])
+    protocol_attacks: list | None = None
+    protocol_eps: list | None = None
+    mean: list | None = None
+    std: list | None = None
+    examples_shown: int = 4
+    example_attack: str | None = None
+    plugins: list = dataclasses.field(default_factory=list)
+
+    def validate(self):
+        """Checks every setting and normalises lists (sorted radii, "all"
+        expanded); raises ValueError naming the first bad one."""
+        from keras_damped.data.corruptions import check_level
+        from keras_damped.data.corruptions import check_noise
+        from keras_damped.data.pipeline import dataset_info
+        from keras_damped.robustness.protocols import check_protocols
+        from keras_damped.robustness.registry import import_plugins
+        from keras_damped.robustness.registry import parse_attacks
+
+        if isinstance(self.dataset, str):
+            dataset_info(self.dataset)
+        elif not (isinstance(self.dataset, (tuple, list)) and len(self.dataset) == 2):
+            raise ValueError(
+                "dataset must be a dataset name or (images, labels) arrays. "
+                f"Received: dataset of type {type(self.dataset).__name__}"
+            )
+        self.plugins = [str(m) for m in _as_list(self.plugins)]
+        import_plugins(self.plugins)
+        self.attacks = parse_attacks(self.attacks)
+        self.eps = eps_list("eps", self.eps) if _as_list(self.eps) else []
+        unknown = [a for a in self.attack_eps if a not in self.attacks]
+        if unknown:
+            raise ValueError(
+                f"attack_eps names attacks that do not run: {unknown}. Expected "
+                f"names among attacks={self.attacks}."
+            )
+        self.attack_eps = {
+            a: eps_list(f"attack_eps[{a!r}]", v) for a, v in self.attack_eps.items()
+        }
+        missing = [a for a in self.attacks if not self.eps_of(a)]
+        if missing:
+            raise ValueError(
+                f"Attacks need at least one eps. Received: eps=[] for {missing}."
+            )
+        for noise in _as_list(self.noises):
+            check_noise(noise, 1)
+        self.noises = [n for n in NOISES if n in self.noises]
+        self.severities = [int(s) for s in _as_list(self.severities)]
+        for severity in self.severities:
+            check_noise("gaussian", severity)
+        self.noise_levels = {
+            noise: sorted({check_level(noise, c) for c in levels})
+            for noise, levels in self.noise_levels.items()
+        }
+        positive_int("test_limit", self.test_limit)
+        optional_positive_int("attack_limit", self.attack_limit)
+        positive_int("batch_size", self.batch_size)
+        non_negative_int("seed", self.seed)
+        positive_int("examples_shown", self.examples_shown)
+        choice("noise_source", self.noise_source, NOISE_SOURCES)
+        self.budget()  # checks steps, step_size and AutoAttack's budget
+        (self.large_eps,) = eps_list("large_eps", [self.large_eps])
+        self.protocol_attacks = parse_attacks(
+            self.attacks if self.protocol_attacks is None else self.protocol_attacks
+        )
+        self.protocol_eps = (
+            list(self.eps)
+            if self.protocol_eps is None
+            else eps_list("protocol_eps", self.protocol_eps)
+        )
+        self.protocols = check_protocols(self.protocols, self.protocol_attacks)
+        if self.authors_protocols() and not self.protocol_eps:
+            raise ValueError("The authors' protocols need at least one protocol_eps.")
+        for name in ("mean", "std"):
+            for value in _as_list(getattr(self, name)) or []:
+                finite_number(name, value)
+        if self.example_attack is not None and self.example_attack not in self.attacks:
+            raise ValueError(
+                f"example_attack must be one of the attacks {self.attacks}. "
+                f"Received: example_attack={self.example_attack!r}"
+            )
+        return self
+
+    def eps_of(self, attack):
+        """The radii `attack` runs at."""
+        return self.attack_eps.get(attack, self.eps)
+
+    def pixel_attacks(self):
+        """The attacks of the pixel protocol (none without it)."""
+        return list(self.attacks) if "pixel" in self.protocols else []
+
+    def authors_protocols(self):
+        from keras_damped.robustness.protocols import AUTHORS_PROTOCOLS
+
+        return [p for p in self.protocols if p in AUTHORS_PROTOCOLS]
+
+    def all_eps(self):
+        """Every radius some pixel attack runs at, sorted."""
+        return sorted({e for a in self.pixel_attacks() for e in self.eps_of(a)})
+
+    def budget(self, **changes):
+        """The attacks' `Budget` (`changes` replace some of its fields)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(Budget)}
+        return Budget(**{**fields, "jit_compile": bool(self.jit_compile), **changes})
+
+    def to_dict(self):
+        """The settings as JSON-ready values (arrays as "arrays")."""
+        data = dataclasses.asdict(dataclasses.replace(self, dataset=None))
+        data["dataset"] = self.dataset if isinstance(self.dataset, str) else "arrays"
+        return data
+
+    @classmethod
+    def from_dict(cls, data):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def _as_list(value):
+    if value is None:
+        return None
+    if isinstance(value, (str, int, float)):
+        return [value]
+    return list(value)

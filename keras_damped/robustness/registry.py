@@ -1,0 +1,251 @@
+"""One interface for every attack, and the registry that builds them by name.
+
+An attack is a subclass of `Attack`, built by `make_attack(name, model_fn,
+budget)` and called as `attack(x, y, eps, seed)`: pixels in [0, 1], true
+labels, a radius in pixel units and an explicit seed (a pair of integers,
+the only source of its randomness). It returns an `AttackResult`: the
+adversarial images, the per-example robust mask and, for a sequence such
+as AutoAttack, the mask after each of its stages.
+
+Register an attack of your own with one call and `evaluate`, the CLI
+(`--attacks`, with `--import` naming the module that registers it) and
+the study accept its name:
+
+    from keras_damped.robustness import Attack, register_attack
+
+    class RandomSign(Attack):
+        def perturb(self, x, y, eps, seed):
+            sign = tf.sign(tf.random.stateless_uniform(tf.shape(x), seed, -1, 1))
+            return tf.clip_by_value(x + eps * sign, 0.0, 1.0)
+
+    register_attack("random_sign", RandomSign)
+"""
+
+import dataclasses
+import importlib
+import weakref
+
+import numpy as np
+
+from keras_damped.validators import finite_number
+from keras_damped.validators import positive_int
+
+NORMS = ("linf", "l2")
+# {model_fn: {key: compiled graph}}: one graph per model and computation,
+# shared by every attack instance on that model (no retracing per instance).
+_GRAPHS = weakref.WeakKeyDictionary()
+
+
+def compiled(model_fn, key, build):
+    """The graph `key` of `model_fn`, built by `build()` on first use."""
+    graphs = _GRAPHS.setdefault(model_fn, {})
+    if key not in graphs:
+        graphs[key] = build()
+    return graphs[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What an attack may spend.
+
+    `steps` and `step_size` are those of the iterative attacks (IFGSM, PGD,
+    MIM, SPSA; C&W runs `10 * steps` optimisation steps per binary-search
+    step); `apgd_steps`, `target_classes` and `square_queries` those of
+    AutoAttack's attacks (its standard version: 100, 9, 5,000);
+    `jit_compile` compiles the CleverHans attacks with XLA.
+    """
+
+    steps: int = 20
+    step_size: float = 2 / 255
+    apgd_steps: int = 100
+    target_classes: int = 9
+    square_queries: int = 5000
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "apgd_steps", "target_classes", "square_queries"):
+            positive_int(name, getattr(self, name))
+        if finite_number("step_size", self.step_size) <= 0:
+            raise ValueError(
+                f"step_size must be > 0. Received: step_size={self.step_size!r}"
+            )
+
+
+@dataclasses.dataclass
+class AttackResult:
+    """`x_adv`: adversarial images (float32 NumPy); `robust`: per example,
+    whether the attack failed (the model still right, by the attack's own
+    threat model); `stages`: for a sequence, `{stage: robust mask}` after
+    each stage (cumulative), else None."""
+
+    x_adv: np.ndarray
+    robust: np.ndarray
+    stages: dict | None = None
+
+
+class Attack:
+    """Base class of every attack.
+
+    Subclasses implement `perturb(x, y, eps, seed) -> x_adv` (tensors), or
+    override `__call__` when they compute their robust mask themselves.
+    Class attributes describe the attack to `evaluate` and its checks:
+
+    - `norm`: "linf" (eps bounds every pixel's change; the attack joins the
+      worst case and the eps-ball check) or "l2".
+    - `gradient`: True when it follows the model's input gradient, False
+      when it only queries outputs (the gradient-masking check compares
+      the two kinds).
+    - `min_classes`: the fewest classes the model may have.
+    - `stages`: the names of a sequence's stages, if it is one.
+
+    Args:
+        model_fn: `x -> float32 logits` (`keras_damped.robustness.logits_fn`).
+        budget: a `Budget`.
+        **context: what a family of attacks needs beyond the model (the
+            authors' protocols take the model's `mean` and `std`).
+    """
+
+    norm = "linf"
+    gradient = True
+    min_classes = 2
+    stages = None
+
+    def __init__(self, model_fn, budget=None, **context):
+        self.model_fn = model_fn
+        self.budget = budget or Budget()
+        self.context = context
+
+    def perturb(self, x, y, eps, seed):
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement perturb(x, y, eps, seed)."
+        )
+
+    def cost(self):
+        """Work per image in forward-pass equivalents (a gradient costs
+        about 3), for honest progress estimates; an upper bound for attacks
+        that stop early. Override for your own attack."""
+        return 3
+
+    def predict(self, x):
+        """Predicted labels of `x` (one compiled graph per model)."""
+        import tensorflow as tf
+
+        model_fn = self.model_fn
+        graph = compiled(
+            model_fn,
+            "predict",
+            lambda: tf.function(
+                lambda v: tf.argmax(model_fn(v), -1, output_type=tf.int32),
+                input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32)],
+            ),
+        )
+        return graph(tf.convert_to_tensor(x, tf.float32)).numpy()
+
+    def __call__(self, x, y, eps, seed=(0, 0)):
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x, tf.float32)
+        y = tf.convert_to_tensor(y, tf.int32)
+        x_adv = tf.convert_to_tensor(self.perturb(x, y, float(eps), seed), tf.float32)
+        return AttackResult(x_adv.numpy(), self.predict(x_adv) == y.numpy())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    cls: type
+    listed: bool
+
+
+_REGISTRY = {}
+
+
+def register_attack(name, cls, listed=True, overwrite=False):
+    """Makes `cls` (a subclass of `Attack`) available as `name`.
+
+    `listed=False` keeps it out of "all" and of the CLI's list (variants
+    built by other parts, such as the authors' protocol attacks).
+    Registering a taken name raises unless `overwrite`.
+    """
+    if not isinstance(name, str) or not name or "," in name or name == "all":
+        raise ValueError(
+            f"An attack name must be a non-empty string without commas, and not "
+            f"'all'. Received: name={name!r}"
+        )
+    if not (isinstance(cls, type) and issubclass(cls, Attack)):
+        raise TypeError(
+            f"register_attack needs a subclass of keras_damped.robustness.Attack. "
+            f"Received: {cls!r}"
+        )
+    if cls.norm not in NORMS:
+        raise ValueError(
+            f"{cls.__name__}.norm must be one of {NORMS}. Received: {cls.norm!r}"
+        )
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"An attack named {name!r} is registered already "
+            f"({_REGISTRY[name].cls.__name__}); pass overwrite=True to replace it."
+        )
+    _REGISTRY[name] = _Entry(cls, listed)
+    return cls
+
+
+def unregister_attack(name):
+    """Removes the attack registered as `name` (a built-in one too)."""
+    attack_class(name)
+    del _REGISTRY[name]
+
+
+def _load_builtins():
+    # The built-in attacks register themselves when their modules load.
+    importlib.import_module("keras_damped.robustness.attacks")
+    importlib.import_module("keras_damped.robustness.protocols")
+
+
+def attack_names(listed_only=True):
+    """The registered attack names, built-in ones first."""
+    _load_builtins()
+    return tuple(n for n, e in _REGISTRY.items() if e.listed or not listed_only)
+
+
+def attack_class(name):
+    """The class registered as `name`; unknown names list the choices."""
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"Unknown attack. Expected one of {attack_names()} (or 'all'), or a "
+            f"name registered with keras_damped.robustness.register_attack. "
+            f"Received: attack={name!r}"
+        )
+    return _REGISTRY[name].cls
+
+
+def make_attack(name, model_fn, budget=None, **context):
+    """The attack registered as `name`, on `model_fn`, with `budget`."""
+    return attack_class(name)(model_fn, budget or Budget(), **context)
+
+
+def parse_attacks(attacks):
+    """Attack names, checked; "all" (alone or in the list) means every listed
+    attack."""
+    if isinstance(attacks, str):
+        attacks = [attacks]
+    names = []
+    for name in attacks:
+        for attack in attack_names() if name == "all" else [name]:
+            attack_class(attack)
+            if attack not in names:
+                names.append(attack)
+    return names
+
+
+def import_plugins(modules):
+    """Imports the modules that register users' attacks (`--import`)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValueError(
+                f"Cannot import the plug-in module {module!r} ({error}). It must "
+                "be importable (on PYTHONPATH) and register its attacks with "
+                "keras_damped.robustness.register_attack."
+            ) from None

@@ -1,0 +1,135 @@
+"""The `keras-damped` command: what it writes and what it refuses, before
+any work, with a message naming the value and the valid choices."""
+
+import json
+import re
+
+import pytest
+
+from keras_damped.cli import main as cli_main
+
+
+def run(argv):
+    """The command's exit status (argparse's own refusals exit with 2)."""
+    try:
+        return cli_main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+EVALUATE_REFUSALS = [
+    (["--eps", "-1"], r"eps must be radii in \(0, 255\].*eps=-1/255"),
+    (["--eps", "0"], r"eps must be radii in \(0, 255\].*eps=0/255"),
+    (["--eps", "300"], r"eps must be radii in \(0, 255\].*eps=300/255"),
+    (["--attack-eps", "cw_l2=2"], r"attack_eps names attacks that do not run"),
+    (["--attack-eps", "pgd:2"], r"--attack-eps is written name=v1,v2"),
+    (["--eps", "two"], "comma-separated numbers"),
+    (["--attacks", "deepfool"], "attack='deepfool'"),
+    (["--attacks", "autoatack"], r"attack='autoatack'"),
+    (["--noises", "fog"], "noise='fog'"),
+    (["--severities", "0-3"], "severit"),
+    (["--severities", "6"], "severit"),
+    (["--dataset", "cifar10"], r"takes inputs \(None, 28, 28, 1\)"),
+    (["--square-queries", "0"], r"--square-queries must be a positive integer"),
+    (["--apgd-steps", "ten"], r"--apgd-steps must be a positive integer"),
+    (["--target-classes", "-3"], r"--target-classes must be a positive integer"),
+    (["--test-limit", "0"], r"--test-limit must be a positive integer"),
+    (["--limit", "8"], r"--limit was renamed: use --test-limit"),
+    (["--protocols", "pixel,authors-2021"], "protocol='authors-2021'"),
+]
+
+
+@pytest.mark.parametrize("args,match", EVALUATE_REFUSALS)
+def test_bad_evaluate_input_is_refused_before_any_work(
+    args, match, tiny_model_path, tmp_path, capsys
+):
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--model", tiny_model_path, "--dataset", "fashion_mnist"]
+    code = run([*argv, "--out", str(out), *args])
+    assert code == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not out.exists() and not (tmp_path / "eval.partial").exists()
+
+
+def test_evaluate_command_writes_the_run_folder_and_keeps_it(
+    tiny_model_path, tmp_path, capsys
+):
+    """One evaluation through the command: the noise, FGSM at two radii,
+    AutoAttack at one (--attack-eps) with a stated budget; the files; and a
+    second run that refuses to replace them."""
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--model", tiny_model_path, "--dataset", "fashion_mnist"]
+    argv += ["--attacks", "fgsm,autoattack", "--eps", "1,2"]
+    argv += ["--attack-eps", "autoattack=2", "--noises", "shot", "--severities", "1,5"]
+    argv += ["--test-limit", "16", "--attack-limit", "8", "--apgd-steps", "3"]
+    argv += ["--target-classes", "2", "--square-queries", "5", "--out", str(out)]
+    assert run(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| FGSM 1 | FGSM 2 | AUTOATTACK 2 | WORST 1 | WORST 2 |" in printed
+    assert "APGD 3 iterations (APGD-T: 2 target classes), Square 5 queries" in printed
+    assert f"tensorboard --logdir {out}/tb" in printed
+    data = json.loads((out / "report.json").read_text())
+    settings = data["settings"]
+    assert settings["eps_255"] == ["1", "2"]
+    assert settings["attack_eps_255"] == {"fgsm": ["1", "2"], "autoattack": ["2"]}
+    assert settings["severities"] == [1, 5]
+    assert (settings["examples"], settings["attack_examples"]) == (16, 8)
+    assert settings["config"]["test_limit"] == 16
+    before = (out / "report.json").read_bytes()
+    assert run(argv) == 2  # refuses to replace results without --overwrite
+    assert "already holds results" in capsys.readouterr().err
+    assert (out / "report.json").read_bytes() == before
+
+
+STUDY_REFUSALS = [
+    (["--models", "resnet20,resnet21"], r"Unknown model\(s\) \['resnet21'\]"),
+    (["--models", "resnet20", "--seeds", "0,x"], "--seeds must be comma-separated"),
+    (["--models", "resnet20", "--seeds", "1,1"], "distinct integers"),
+    (["--models", "resnet20", "--baseline", "in_resnet20"], "baseline must be one"),
+    (["--models", "resnet20", "--noise-levels", "gaussian:0.3"], "name=v1,v2"),
+    (["--models", "resnet20", "--noise-levels", "impulse=2"], "<= 1"),
+    (["--models", "resnet20", "--limit", "5"], "--limit was renamed"),
+    (["--models", "resnet20", "--eps", "256"], r"eps=256/255"),
+    (["--models", "resnet20", "--attacks", "apgd"], "Unknown attack"),
+    (["--models", "resnet20", "--epochs", "0"], "epochs must be a positive"),
+    (["--models", "resnet20", "--protocols", "authors"], "protocol='authors'"),
+    (
+        ["--models", "resnet20", "--protocols", "pixel,authors-2020-06"]
+        + ["--attacks", "pgd,apgd_ce"],
+        "attack='apgd_ce' under",
+    ),
+    (["--models", "resnet20", "--import", "no_such_module"], "no_such_module"),
+]
+
+
+@pytest.mark.parametrize("args,message", STUDY_REFUSALS)
+def test_bad_study_arguments_fail_before_any_work(args, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(["study", *args, "--out", str(out)]) == 2
+    assert not out.exists()
+    assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["train", "--limit", "5"], "--limit was renamed: use --train-limit"),
+        (["landscape", "--model", "m.keras", "--limit", "5"], "use --test-limit"),
+        (["analyze", "--model", "m.keras", "--limit", "5"], "use --test-limit"),
+    ],
+)
+def test_renamed_flags_name_their_successor(argv, match, tmp_path, capsys):
+    out = tmp_path / "out"
+    flag = "--run-dir" if argv[0] == "train" else "--out"
+    assert run([*argv, flag, str(out)]) == 2
+    assert match in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_models_lists_the_presets_and_refuses_an_unknown_pattern(capsys):
+    assert run(["models", "--pattern", "in_resnet2*"]) == 0
+    table = capsys.readouterr().out
+    assert "| in_resnet20 " in table and "| 272,384 " in table
+    assert "resnet110" not in table
+    assert run(["models", "--pattern", "vgg*"]) == 2
+    assert "No model matches ['vgg*']" in capsys.readouterr().err

@@ -1,0 +1,202 @@
+"""The Attack interface and its registry: every attack built by name, called
+with an explicit seed, and an attack of a user's own from Python and the CLI."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_damped.cli import main as cli_main
+from keras_damped.robustness import Attack
+from keras_damped.robustness import AttackResult
+from keras_damped.robustness import Budget
+from keras_damped.robustness import attack_names
+from keras_damped.robustness import evaluate
+from keras_damped.robustness import logits_fn
+from keras_damped.robustness import make_attack
+from keras_damped.robustness import parse_attacks
+from keras_damped.robustness import register_attack
+from keras_damped.robustness import unregister_attack
+from keras_damped.robustness.protocols import protocol_attack_name
+
+PLUGINS = os.path.join(os.path.dirname(__file__), "plugins")
+BUILT_IN = (
+    "fgsm",
+    "ifgsm",
+    "pgd",
+    "mim",
+    "cw_l2",
+    "spsa",
+    "apgd_ce",
+    "apgd_t",
+    "square",
+    "autoattack",
+)
+# Attacks with random draws (a start, directions, squares) and those without.
+RANDOM = ("pgd", "spsa", "apgd_ce", "apgd_t", "square", "autoattack")
+DETERMINISTIC = ("fgsm", "ifgsm", "mim")
+SMALL = Budget(steps=3, apgd_steps=3, target_classes=2, square_queries=10)
+
+
+@pytest.fixture(scope="module")
+def dense(fm_images):
+    """A small trained-free dense classifier and 16 images: fast attacks."""
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    x, y = fm_images
+    return model, x[:16], y[:16]
+
+
+def test_every_attack_is_built_by_name_and_returns_images_and_masks(dense):
+    model, x, y = dense
+    assert attack_names() == BUILT_IN
+    assert parse_attacks(["all"]) == list(BUILT_IN)
+    assert parse_attacks(["pgd", "all", "pgd"])[0] == "pgd"
+    fn = logits_fn(model)
+    predicted = np.argmax(model(x).numpy(), -1)
+    for name in BUILT_IN:
+        attack = make_attack(name, fn, SMALL)
+        result = attack(x[:4], y[:4], 8 / 255, seed=(0, 0))
+        assert isinstance(result, AttackResult), name
+        assert result.x_adv.shape == x[:4].shape and result.robust.dtype == bool
+        assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1, name
+        if attack.norm == "linf":
+            assert np.abs(result.x_adv - x[:4]).max() <= 8 / 255 + 1e-6, name
+            # Robust means still correct (AutoAttack's family: and correct
+            # clean, which its masks start from).
+            after = np.argmax(model(result.x_adv).numpy(), -1) == y[:4]
+            if name in ("apgd_ce", "apgd_t", "square", "autoattack"):
+                after &= predicted[:4] == y[:4]
+            assert result.robust.tolist() == after.tolist(), name
+        assert (result.stages is not None) == (name == "autoattack"), name
+    stages = make_attack("autoattack", fn, SMALL)(x, y, 8 / 255).stages
+    assert list(stages) == ["apgd_ce", "apgd_t", "square"]
+    assert np.all(stages["square"] <= stages["apgd_t"]) and np.all(
+        stages["apgd_t"] <= stages["apgd_ce"]
+    )  # cumulative: robust after a stage only if robust after the earlier ones
+    # The authors' protocol variants are registered, not listed.
+    assert protocol_attack_name("authors-2020-06", "pgd") in attack_names(False)
+    assert protocol_attack_name("authors-2020-06", "pgd") not in attack_names()
+
+
+def test_seeds_change_the_random_draws_and_nothing_else_does(dense):
+    model, x, y = dense
+    fn = logits_fn(model)
+    for name in RANDOM + DETERMINISTIC:
+        attack = make_attack(name, fn, SMALL)
+        tf.random.set_seed(1)
+        first = attack(x, y, 8 / 255, seed=(3, 0)).x_adv
+        tf.random.set_seed(2)  # the global seed plays no part
+        np.random.seed(2)
+        again = attack(x, y, 8 / 255, seed=(3, 0)).x_adv
+        other = attack(x, y, 8 / 255, seed=(3, 1)).x_adv
+        np.testing.assert_array_equal(first, again, err_msg=name)
+        if name in RANDOM:
+            assert not np.array_equal(first, other), name
+        else:
+            np.testing.assert_array_equal(first, other, err_msg=name)
+    # A fresh instance (a fresh process would do the same) repeats the draws.
+    pgd = make_attack("pgd", fn, SMALL)(x, y, 8 / 255, seed=(3, 0)).x_adv
+    again = make_attack("pgd", fn, SMALL)(x, y, 8 / 255, seed=(3, 0)).x_adv
+    np.testing.assert_array_equal(pgd, again)
+
+
+def test_pgd_start_is_the_seeded_uniform_draw(dense):
+    """With zero steps' worth of movement (a step far below float32's
+    resolution) PGD returns its start: x + U(-eps, eps) from the seed."""
+    model, x, y = dense
+    pgd = make_attack("pgd", logits_fn(model), Budget(steps=1, step_size=1e-30))
+    got = pgd(x, y, 8 / 255, seed=(4, 2)).x_adv
+    start = tf.random.stateless_uniform(x.shape, (4, 2), -8 / 255, 8 / 255).numpy()
+    np.testing.assert_allclose(got, np.clip(x + start, 0, 1), atol=1e-6)
+
+
+def _sign_noise_reference(model, x, y, eps, batch, seed=0):
+    """The plug-in's attack replayed batch by batch with evaluate's seeds
+    `(seed, batch index)`; returns the per-example robust mask."""
+    robust = []
+    for i, start in enumerate(range(0, len(x), batch)):
+        part = x[start : start + batch]
+        signs = np.random.default_rng([seed, i]).choice([-1.0, 1.0], part.shape)
+        adv = np.clip(part + eps * signs, 0, 1).astype("float32")
+        robust.append(np.argmax(model(adv).numpy(), -1) == y[start : start + batch])
+    return np.concatenate(robust)
+
+
+@pytest.fixture
+def plugin_path(monkeypatch):
+    """The plug-in folder on the path; its attack unregistered afterwards
+    (other tests' "all" stays the built-in list)."""
+    monkeypatch.syspath_prepend(PLUGINS)
+    yield
+    if "sign_noise" in attack_names():
+        unregister_attack("sign_noise")
+
+
+def test_a_users_attack_works_from_python_and_the_cli(
+    dense, tmp_path, plugin_path, capsys
+):
+    model, x, y = dense
+    expected = _sign_noise_reference(model, x, y, 32 / 255, batch=6)
+    report = evaluate(
+        {"dense": model},
+        dataset=(x, y),
+        attacks=["fgsm", "sign_noise"],
+        eps=[32 / 255],
+        noises=[],
+        batch_size=6,
+        plugins=["sign_noise"],
+        progress=False,
+    )
+    entry = report.data["models"]["dense"]
+    assert entry["attacks"]["sign_noise"]["32"] == expected.mean()
+    assert report.data["settings"]["plugins"] == ["sign_noise"]
+    assert "sign_noise" in entry["sanity"]["max_linf"]  # an L-inf attack
+
+    # The CLI imports the module named by --import before checking names.
+    path = str(tmp_path / "dense.keras")
+    model.save(path)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--model", path, "--dataset", "fashion_mnist"]
+    argv += ["--import", "sign_noise", "--attacks", "sign_noise", "--eps", "32"]
+    argv += ["--noises", "none", "--test-limit", "16", "--batch-size", "6"]
+    assert cli_main([*argv, "--out", str(out)]) == 0
+    assert "| SIGN_NOISE 32 |" in capsys.readouterr().out
+    saved = json.loads((out / "report.json").read_text())
+    (name,) = saved["models"]
+    assert saved["models"][name]["attacks"]["sign_noise"]["32"] == expected.mean()
+    argv = ["evaluate", "--model", path, "--import", "no_such_module"]
+    code = cli_main([*argv, "--out", str(tmp_path / "never")])
+    assert code == 2 and "no_such_module" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_registration_refuses_what_it_cannot_use():
+    class Shift(Attack):
+        def perturb(self, x, y, eps, seed):
+            return x
+
+    register_attack("shift_for_test", Shift, listed=False)
+    with pytest.raises(ValueError, match="registered already"):
+        register_attack("shift_for_test", Shift)
+    assert "shift_for_test" not in attack_names()  # not listed: not in "all"
+    unregister_attack("shift_for_test")
+    with pytest.raises(ValueError, match="attack='shift_for_test'"):
+        make_attack("shift_for_test", None)
+    with pytest.raises(TypeError, match="subclass of keras_damped.robustness.Attack"):
+        register_attack("plain", object)
+    for bad in ("", "a,b", "all", 3):
+        with pytest.raises(ValueError, match="non-empty string"):
+            register_attack(bad, Shift)
+    with pytest.raises(ValueError, match=r"register_attack.*attack='shfit'"):
+        make_attack("shfit", None)
+    for budget, value in (("square_queries", 0), ("apgd_steps", 2.5), ("steps", True)):
+        with pytest.raises(ValueError, match=rf"{budget} must be a positive integer"):
+            Budget(**{budget: value})
+    with pytest.raises(ValueError, match="step_size must be > 0"):
+        Budget(step_size=0.0)
