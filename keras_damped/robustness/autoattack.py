@@ -13,6 +13,7 @@ recorded and leaves the batch (its result cannot change, and robust
 accuracy is all the attacks are for), so the cost falls with the accuracy.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -161,9 +162,11 @@ class AutoAttackRunner:
         labels = spec((None,), tf.int32)
         vector = spec((None,), tf.float32)
         scalar = spec((), tf.float32)
+        # One graph per loss and runner; partials (not lambdas of one code
+        # object) so that TensorFlow counts each as its own function.
         self._loss_and_grad = {
             loss: tf.function(
-                lambda x, y, t, loss=loss: self._value_and_grad(x, y, t, loss),
+                functools.partial(self._value_and_grad, loss=loss),
                 input_signature=[image, labels, labels],
             )
             for loss in (cross_entropy, targeted_dlr)
@@ -173,9 +176,7 @@ class AutoAttackRunner:
         state.update(y=labels, target=labels, reduced_at_check=spec((None,), tf.bool))
         self._apgd_iteration = {
             loss: tf.function(
-                lambda state, eps, alpha, loss=loss: self._iteration(
-                    state, eps, alpha, loss
-                ),
+                functools.partial(self._iteration, loss=loss),
                 input_signature=[state, scalar, scalar],
             )
             for loss in (cross_entropy, targeted_dlr)
