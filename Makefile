@@ -29,9 +29,10 @@ test: $(STAMP) data
 # the noise group on 500 test images; FGSM, PGD-20 and AutoAttack at 2/255 and
 # 8/255 with a worst case over the attacks, and FGSM and PGD under the
 # authors' two evaluation protocols (README, Evaluate), on the first 200 of
-# them. About 8 minutes on 2 CPU cores, so AutoAttack runs with a reduced,
-# stated budget (the standard one: `--apgd-steps 100 --target-classes 9
-# --square-queries 5000`, the defaults of `keras-damped evaluate`). A finished
+# them. About 15 minutes on 2 CPU cores (README, Demo), so AutoAttack runs
+# with a reduced, stated budget (the standard one: `--apgd-steps 100
+# --target-classes 9 --square-queries 5000`, the defaults of `keras-damped
+# evaluate`). A finished
 # model is reused (--resume); the evaluation is redone.
 DEMO_MODELS := resnet20 in_resnet20 lambda_in_resnet20
 DEMO_TRAIN := --dataset fashion_mnist --epochs 3 --train-limit 10000 --test-limit 2000 \

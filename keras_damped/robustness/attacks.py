@@ -12,8 +12,6 @@ and shares it between instances (a second PGD with another step size, the
 gradient-masking check's, reuses the first one's graph).
 """
 
-import weakref
-
 import numpy as np
 import tensorflow as tf
 
@@ -38,17 +36,18 @@ _SCALAR = tf.TensorSpec((), tf.float32)
 _SEED = tf.TensorSpec((2,), tf.int64)
 
 
-# {model: its logits function}: one per model, so that its compiled attack
-# graphs (keyed by that function) serve every evaluation of it.
-_LOGITS = weakref.WeakKeyDictionary()
-
-
 def logits_fn(model):
-    """`x -> float32 logits` of a Keras model (one function per model);
-    see `_logits_fn`."""
-    if model not in _LOGITS:
-        _LOGITS[model] = _logits_fn(model)
-    return _LOGITS[model]
+    """`x -> float32 logits` of a Keras model; see `_logits_fn`.
+
+    One function per model, kept on the model (a cycle the garbage
+    collector frees with it), so that its compiled attack graphs, which are
+    kept on the function, serve every evaluation of the model.
+    """
+    fn = getattr(model, "_keras_damped_logits", None)
+    if fn is None:
+        fn = _logits_fn(model)
+        object.__setattr__(model, "_keras_damped_logits", fn)
+    return fn
 
 
 def _logits_fn(model):

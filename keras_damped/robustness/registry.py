@@ -23,7 +23,6 @@ the study accept its name:
 
 import dataclasses
 import importlib
-import weakref
 
 import numpy as np
 
@@ -31,14 +30,20 @@ from keras_damped.validators import finite_number
 from keras_damped.validators import positive_int
 
 NORMS = ("linf", "l2")
-# {model_fn: {key: compiled graph}}: one graph per model and computation,
-# shared by every attack instance on that model (no retracing per instance).
-_GRAPHS = weakref.WeakKeyDictionary()
-
-
 def compiled(model_fn, key, build):
-    """The graph `key` of `model_fn`, built by `build()` on first use."""
-    graphs = _GRAPHS.setdefault(model_fn, {})
+    """The graph `key` of `model_fn`, built by `build()` on first use.
+
+    One graph per model and computation, shared by every attack instance on
+    that model (no retracing per instance). The graphs are kept on the
+    function itself, so they go with it; a callable that takes no
+    attributes (a bound method) gets a fresh graph each time.
+    """
+    graphs = getattr(model_fn, "_keras_damped_graphs", None)
+    if graphs is None:
+        try:
+            model_fn._keras_damped_graphs = graphs = {}
+        except AttributeError:
+            return build()
     if key not in graphs:
         graphs[key] = build()
     return graphs[key]
