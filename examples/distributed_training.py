@@ -39,7 +39,7 @@ def main():
         "fashion_mnist",
         "--epochs",
         "2",
-        "--limit",
+        "--train-limit",
         "2048",
         "--test-limit",
         "512",

@@ -31,19 +31,19 @@ DEFAULT_MODELS = [
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=DEFAULT_MODELS)
-    parser.add_argument("--limit", type=int, default=10_000)
+    parser.add_argument("--test-limit", type=int, default=10_000)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="runs/eval-cifar10")
     args = parser.parse_args()
 
     report = evaluate(
         args.models,
-        "cifar10",
+        dataset="cifar10",
         attacks=["fgsm", "ifgsm", "pgd"],
         eps=[e / 255 for e in (1, 2, 3, 4, 5, 6, 7, 8)],
         noises=["gaussian", "shot", "impulse", "speckle"],
         severities=[1, 2, 3, 4, 5],
-        limit=args.limit,
+        test_limit=args.test_limit,
         data_dir=args.data_dir,
     )
     report.save(args.out, overwrite=True)

@@ -28,7 +28,7 @@ parser.add_argument(
     ],
 )
 parser.add_argument("--dataset", default="fashion_mnist")
-parser.add_argument("--limit", type=int, default=128)
+parser.add_argument("--test-limit", type=int, default=128)
 parser.add_argument("--out", default="runs/stability")
 args = parser.parse_args()
 
@@ -36,7 +36,7 @@ models = {}
 for path in args.models:
     model = keras.saving.load_model(path)
     models[model.name] = model
-images, labels = load_arrays(args.dataset, "test", limit=args.limit)
+images, labels = load_arrays(args.dataset, "test", limit=args.test_limit)
 result = analyze(models, images / 255.0, labels, parts=("stability",))
 save_analysis(result, args.out, overwrite=True)
 for name, growth in result["perturbation_growth"].items():

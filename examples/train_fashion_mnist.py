@@ -20,7 +20,7 @@ config = TrainConfig(
     epochs=3,
     batch_size=128,
     lr=0.05,
-    limit=10_000,  # the first 10,000 training images keep it quick
+    train_limit=10_000,  # the first 10,000 training images keep it quick
     test_limit=2_000,
     augment="paper",
 )
