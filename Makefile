@@ -22,7 +22,7 @@ data:
 	fi
 
 test: $(STAMP) data
-	$(BIN)/python -m pytest -n 2 --durations=15
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=15
 
 # The main job: train ResNet-20, In-ResNet-20 and lambda-In-ResNet-20 on real
 # Fashion-MNIST (offline), then evaluate them side by side: clean accuracy and
