@@ -338,7 +338,9 @@ def test_model_that_does_not_fit_the_dataset(tmp_path):
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "auto"])
 def test_mixed_precision_run(tmp_path, precision):
     result = train(
-        small_config(tmp_path / "run", precision=precision, train_limit=128, test_limit=64)
+        small_config(
+            tmp_path / "run", precision=precision, train_limit=128, test_limit=64
+        )
     )
     policy = resolve_precision(precision)
     compute = "float32" if policy == "float32" else policy.split("_")[1]
