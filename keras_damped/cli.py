@@ -225,30 +225,15 @@ def _add_robustness_options(parser, attacks):
         help="attack only the first N of the --test-limit examples (default: "
         "all); clean accuracy and noise use all of them",
     )
-    parser.add_argument(
-        "--steps",
-        type=_positive_int("--steps"),
-        default=d.steps,
-        help="iterations of IFGSM, PGD, MIM and SPSA (20; C&W runs 10x as many)",
+    budgets = (
+        ("--steps", "iterations of IFGSM, PGD, MIM and SPSA (20; C&W runs 10x)"),
+        ("--apgd-steps", "iterations of APGD-CE and of each APGD-T target (100)"),
+        ("--target-classes", "target classes of APGD-T (AutoAttack: 9)"),
+        ("--square-queries", "queries of the Square attack (AutoAttack: 5000)"),
     )
-    parser.add_argument(
-        "--apgd-steps",
-        type=_positive_int("--apgd-steps"),
-        default=d.apgd_steps,
-        help="iterations of APGD-CE and of each APGD-T target (AutoAttack: 100)",
-    )
-    parser.add_argument(
-        "--target-classes",
-        type=_positive_int("--target-classes"),
-        default=d.target_classes,
-        help="target classes of APGD-T (AutoAttack: 9)",
-    )
-    parser.add_argument(
-        "--square-queries",
-        type=_positive_int("--square-queries"),
-        default=d.square_queries,
-        help="queries of the Square attack (AutoAttack: 5000)",
-    )
+    for flag, text in budgets:
+        default = getattr(d, flag[2:].replace("-", "_"))
+        parser.add_argument(flag, type=_positive_int(flag), default=default, help=text)
     parser.add_argument(
         "--protocols",
         default="pixel",

@@ -159,18 +159,9 @@ class RobustnessReport:
                     keys = [e for e in settings["eps_255"] if e in by_eps]
                     ys = [100 * by_eps[e] for e in keys]
                     ax.plot([float(e) for e in keys], ys, marker="o", label=name)
-                ax.set_title(
-                    "worst case over attacks" if attack == "worst" else attack.upper()
-                )
-                ax.set_xlabel("eps (x 1/255)")
-                ax.set_ylabel("accuracy (%)")
-                ax.set_ylim(0, 100)
-                ax.grid(alpha=0.3)
-            axes[0][0].legend(fontsize=8)
-            fig.tight_layout()
-            paths.append(os.path.join(out_dir, "accuracy_vs_eps.png"))
-            fig.savefig(paths[-1], dpi=100)
-            plt.close(fig)
+                title = "worst case over attacks" if attack == "worst" else None
+                _accuracy_axes(ax, title or attack.upper(), "eps (x 1/255)")
+            paths.append(_save_panels(plt, fig, axes, out_dir, "accuracy_vs_eps"))
         if settings["noises"]:
             noises = settings["noises"]
             fig, axes = plt.subplots(
@@ -185,16 +176,8 @@ class RobustnessReport:
                         marker="o",
                         label=name,
                     )
-                ax.set_title(f"{noise} noise")
-                ax.set_xlabel("severity")
-                ax.set_ylabel("accuracy (%)")
-                ax.set_ylim(0, 100)
-                ax.grid(alpha=0.3)
-            axes[0][0].legend(fontsize=8)
-            fig.tight_layout()
-            paths.append(os.path.join(out_dir, "accuracy_vs_severity.png"))
-            fig.savefig(paths[-1], dpi=100)
-            plt.close(fig)
+                _accuracy_axes(ax, f"{noise} noise", "severity")
+            paths.append(_save_panels(plt, fig, axes, out_dir, "accuracy_vs_severity"))
         if self.examples:
             paths.append(os.path.join(out_dir, "adversarial_examples.png"))
             with open(paths[-1], "wb") as f:
@@ -300,6 +283,24 @@ class RobustnessReport:
             self.plot(os.path.join(staging, "plots"))
             self.write_tensorboard(os.path.join(staging, "tb"))
         return os.path.abspath(out_dir)
+
+
+def _accuracy_axes(ax, title, xlabel):
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+
+
+def _save_panels(plt, fig, axes, out_dir, name):
+    """Writes a row of panels (legend on the first) as `name`.png."""
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"{name}.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _stage_lines(models):
