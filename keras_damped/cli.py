@@ -444,11 +444,6 @@ def _keyed_lists(text, flag):
     return levels
 
 
-def parse_noise_levels(text):
-    """`gaussian=0.2,0.3;speckle=0.4` as {noise: [floats]}."""
-    return _keyed_lists(text, "--noise-levels")
-
-
 def _int_list(text, what):
     values = []
     for part in filter(None, (p.strip() for p in text.split(","))):
