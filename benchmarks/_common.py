@@ -134,6 +134,21 @@ def plain_keras_resnet(depth):
     return plain_preact_resnet(depth, 10, (32, 32, 3))
 
 
+def resnet(prefix, depth, **overrides):
+    """`<prefix>resnet<depth>` (prefix "", "in_" or "lambda_in_"): the preset,
+    or for a depth without one (the quick modes' 14) the ResNet-20 preset
+    with that depth."""
+    from keras_damped.models.registry import preset_config
+
+    name = f"{prefix}resnet{depth}"
+    builder, _, kwargs = preset_config(f"{prefix}resnet20")
+    try:
+        builder, _, kwargs = preset_config(name)
+    except ValueError:
+        kwargs["depth"] = depth
+    return builder(**{**kwargs, "name": name, **overrides})
+
+
 def compile_for_training(model, jit_compile):
     """The paper's optimizer and loss, as `keras-damped train` compiles them."""
     import keras

@@ -10,7 +10,7 @@ model's in the same round. The target is <= 1.03. Each depth is measured in
 a fresh process.
 
     python benchmarks/damping_overhead.py            # every preset depth
-    python benchmarks/damping_overhead.py --quick    # depth 20, 3 rounds
+    python benchmarks/damping_overhead.py --quick    # depth 14, 2 rounds
 """
 
 import _common
@@ -21,8 +21,6 @@ VARIANTS = ("", "in_", "lambda_in_")
 def measure_depth(depth, args, jit):
     import keras
 
-    from keras_damped import create_model
-
     keras.config.set_dtype_policy(args.precision)
     try:
         models = {}
@@ -30,7 +28,8 @@ def measure_depth(depth, args, jit):
             keras.utils.set_random_seed(0)
             name = f"{prefix}resnet{depth}"
             models[name] = _common.compile_for_training(
-                create_model(name, input_shape=(args.size, args.size, 3)), jit
+                _common.resnet(prefix, depth, input_shape=(args.size, args.size, 3)),
+                jit,
             )
     finally:
         keras.config.set_dtype_policy("float32")
@@ -81,7 +80,7 @@ def main():
     )
     args = p.parse_args()
     if args.quick:
-        args.depths, args.rounds, args.steps = "20", 3, 2
+        args.depths, args.rounds, args.steps = "14", 2, 2
     depths = []
     for part in args.depths.split(","):
         if not part.strip().isdigit() or (int(part) - 2) % 6 or int(part) < 8:

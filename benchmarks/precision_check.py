@@ -55,7 +55,7 @@ def main():
     p.add_argument("--precisions", default="float32,mixed_bfloat16")
     args = p.parse_args()
     if args.quick:
-        args.epochs, args.train_limit, args.test_limit = 1, 1000, 500
+        args.epochs, args.train_limit, args.test_limit = 1, 256, 256
     for name in ("epochs", "train_limit", "test_limit", "batch_size"):
         _common.positive(name, getattr(args, name))
     precisions = args.precisions.split(",")

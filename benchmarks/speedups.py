@@ -16,7 +16,7 @@ reports for each pair the median over rounds of the training-step speed-up
   saved before the padding fix use): the pad's cost, target >= 0.99.
 
     python benchmarks/speedups.py
-    python benchmarks/speedups.py --quick      # the same pairs on ResNet-20
+    python benchmarks/speedups.py --quick      # the same pairs on ResNet-14
     python benchmarks/speedups.py --only padding --rounds 10   # one pair
 """
 
@@ -47,17 +47,15 @@ GROUPS = (
 def build(kind, precision, jit, depth):
     import keras
 
-    from keras_damped import create_model
-
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
     try:
         if kind == "keras":
             model = _common.plain_keras_resnet(depth)
         elif kind == "in_same":
-            model = create_model(f"in_resnet{depth}", padding="same")
+            model = _common.resnet("in_", depth, padding="same")
         else:
-            model = create_model(f"{'in_' if kind == 'in' else ''}resnet{depth}")
+            model = _common.resnet("in_" if kind == "in" else "", depth)
     finally:
         keras.config.set_dtype_policy("float32")
     return _common.compile_for_training(model, jit)
@@ -81,7 +79,7 @@ def main():
     )
     args = p.parse_args()
     if args.quick:
-        args.depth, args.rounds, args.steps = 20, 3, 2
+        args.depth, args.rounds, args.steps = 14, 2, 2
     if (args.depth - 2) % 6 or args.depth < 8:
         raise SystemExit(f"--depth must be 6n+2 with n >= 1. Received: {args.depth}")
     for name in ("rounds", "steps", "batch_size"):

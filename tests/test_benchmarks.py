@@ -77,8 +77,8 @@ def test_damping_overhead_quick(tmp_path):
         "damping_overhead", tmp_path, "--batch-size", "8", "--size", "8"
     )
     (row,) = record["rows"]
-    assert row["depth"] == 20
-    assert set(row["step_ms"]) == {"resnet20", "in_resnet20", "lambda_in_resnet20"}
+    assert row["depth"] == 14
+    assert set(row["step_ms"]) == {"resnet14", "in_resnet14", "lambda_in_resnet14"}
     assert all(positive(v) for v in row["step_ms"].values())
     for prefix in ("in_", "lambda_in_"):
         low, high = row[f"{prefix}ratio_range"]
@@ -139,18 +139,18 @@ def test_speedups_quick(tmp_path):
     assert len(pairs) == 5
     padding = pairs["symmetric vs same padding, float32"]
     assert (padding["first"], padding["second"]) == (
-        "in_resnet20 float32",
-        "in_resnet20 same-padding float32",
+        "in_resnet14 float32",
+        "in_resnet14 same-padding float32",
     )
     library = pairs["library vs plain Keras, float32"]
     assert (library["first"], library["second"]) == (
-        "in_resnet20 float32",
-        "keras_resnet20 float32",
+        "in_resnet14 float32",
+        "keras_resnet14 float32",
     )
     undamped = pairs["undamped library vs plain Keras, float32"]
     assert (undamped["first"], undamped["second"]) == (
-        "resnet20 float32",
-        "keras_resnet20 float32",
+        "resnet14 float32",
+        "keras_resnet14 float32",
     )
     # Measured in the same rounds: the plain network's speed is shared.
     assert undamped["second_images_per_s"] == library["second_images_per_s"]
