@@ -138,15 +138,13 @@ def resnet(prefix, depth, **overrides):
     """`<prefix>resnet<depth>` (prefix "", "in_" or "lambda_in_"): the preset,
     or for a depth without one (the quick modes' 14) the ResNet-20 preset
     with that depth."""
+    from keras_damped import list_models
     from keras_damped.models.registry import preset_config
 
     name = f"{prefix}resnet{depth}"
-    builder, _, kwargs = preset_config(f"{prefix}resnet20")
-    try:
-        builder, _, kwargs = preset_config(name)
-    except ValueError:
-        kwargs["depth"] = depth
-    return builder(**{**kwargs, "name": name, **overrides})
+    preset = name if name in list_models() else f"{prefix}resnet20"
+    builder, _, kwargs = preset_config(preset)
+    return builder(**{**kwargs, "depth": depth, "name": name, **overrides})
 
 
 def compile_for_training(model, jit_compile):

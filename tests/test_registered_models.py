@@ -23,22 +23,20 @@ def preset_params():
     ]
 
 
-def loss_and_grads(model, x, y):
-    with tf.GradientTape() as tape:
-        logits = model(x, training=True)
-        loss = tf.reduce_mean(
-            keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        )
-    return loss, tape.gradient(loss, model.trainable_variables)
-
-
 def train_step(model, x, y, jit_compile):
     """One SGD step: eager (None), or one graph compiled by XLA (True)."""
     optimizer = keras.optimizers.SGD(0.05)
     optimizer.build(model.trainable_variables)
 
     def step(x, y):
-        loss, grads = loss_and_grads(model, x, y)
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    y, logits, from_logits=True
+                )
+            )
+        grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)
         return loss, grads
 
