@@ -25,6 +25,7 @@ from keras_damped.study import run_study
 from keras_damped.study import summarize
 from keras_damped.study.recipes import CIFAR10_PAPER
 from keras_damped.study.runner import _check_out
+from keras_damped.study.runner import _state
 from keras_damped.study.stats import run_columns
 from keras_damped.study.stats import seeds_needed
 
@@ -217,7 +218,7 @@ def resumed_study(tmp_path_factory):
 @pytest.mark.slow
 def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study):
     out, log = resumed_study
-    assert "[train 1/4] resnet20 seed 0: resuming" in log
+    assert "[run 1/4] resnet20 seed 0: resuming its training" in log
     with open(os.path.join(out, "runs", "resnet20", "seed0", "config.json")) as f:
         assert json.load(f)["resumed_at_epoch"] >= 1
     for model in ("resnet20", "in_resnet20"):
@@ -230,8 +231,7 @@ def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study):
         before = json.load(f)
     again = subprocess.run(_study_cli(out), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("finished earlier, reused") == 4
-    assert again.stdout.count(": reused") == 4  # the evaluations
+    assert again.stdout.count("trained and evaluated earlier, reused") == 4
     with open(os.path.join(out, "study.json")) as f:
         assert json.load(f) == before  # re-aggregated to the same result
 
@@ -288,10 +288,13 @@ def test_another_configuration_is_refused_without_overwrite(resumed_study):
     # Evaluation settings, models and seeds may change: the trained runs are
     # reused and the evaluations redone (a study grows across sessions).
     config = StudyConfig.from_json(path)
+    assert _state(config, "resnet20", 0) is None  # nothing left to do
     config.evaluation.eps, config.evaluation.test_limit = [4 / 255], 32
     config.seeds = [0, 1, 2]
     _check_out(config, overwrite=False)
     assert open(path).read() == before
+    assert _state(config, "resnet20", 0) == "trained earlier, evaluating"
+    assert _state(config, "resnet20", 2) == "starting"
 
 
 def test_a_format_1_study_folder_is_read_and_resumes(tmp_path):
@@ -380,6 +383,9 @@ def test_study_statistics_agree_with_the_run_reports(resumed_study):
     assert "| in_resnet20 | 0 |" in lambdas and "| in_resnet20 | mean |" in lambdas
     with open(os.path.join(out, "landscape.json")) as f:
         landscape = json.load(f)
+    # On the evaluation's 48 test images (fewer than the landscape's 128).
+    assert landscape["settings"]["examples"] == 48
+    assert landscape["study_settings"]["test_limit"] == 48
     curves = landscape["landscape_1d"]["sign_gradient"]["models"]
     assert sorted(curves) == [
         f"{m} (seed{s})" for m in ("in_resnet20", "resnet20") for s in (0, 1)

@@ -190,7 +190,12 @@ def _landscape(config, runs, log):
 
     path = os.path.join(config.out, LANDSCAPE_FILE)
     labels = [f"{m} (seed{s})" for m, s in runs]
-    settings = {**LANDSCAPE, "seed": config.evaluation.seed, "models": labels}
+    settings = {
+        **LANDSCAPE,
+        "test_limit": min(LANDSCAPE["test_limit"], config.evaluation.test_limit),
+        "seed": config.evaluation.seed,
+        "models": labels,
+    }
     if os.path.isfile(path):
         with open(path) as f:
             if json.load(f).get("study_settings") == settings:
@@ -198,7 +203,7 @@ def _landscape(config, runs, log):
                 return
     started = time.monotonic()
     images, targets = load_arrays(
-        config.train.dataset, "test", config.train.data_dir, LANDSCAPE["test_limit"]
+        config.train.dataset, "test", config.train.data_dir, settings["test_limit"]
     )
     models = {
         label: load_model_file(
@@ -222,53 +227,64 @@ def _landscape(config, runs, log):
     log(f"[landscape] {len(runs)} runs in {_duration(time.monotonic() - started)}")
 
 
-PHASES = {
-    "train": (_trained, _train_one, "finished earlier, reused", "of training"),
-    "evaluate": (_evaluated, _evaluate_one, "reused", "of evaluation"),
-}
+def run_one(config, model, seed, log):
+    """What one run still needs: its training (or the rest of it), then its
+    evaluation unless one with today's settings exists."""
+    if not _trained(config, model, seed):
+        _train_one(config, model, seed, log)
+    if not _evaluated(config, model, seed):
+        _evaluate_one(config, model, seed, log)
 
 
-def _run_phase(config, runs, phase, jobs, log):
-    """Runs one phase of every run, `jobs` at once.
+def _state(config, model, seed):
+    """What a run still needs, in words (None: nothing)."""
+    if _trained(config, model, seed):
+        if _evaluated(config, model, seed):
+            return None
+        return "trained earlier, evaluating"
+    folder = config.train_config(model, seed).run_dir
+    if os.path.isfile(os.path.join(folder, "config.json")):
+        return "resuming its training"
+    return "starting"
+
+
+def _run_all(config, runs, jobs, log):
+    """Trains and evaluates every run that needs it, `jobs` at once.
 
     With one job the runs go one after the other in this process; with more,
-    each run is a fresh worker process (`keras_damped.study.worker`) with
-    the study's thread count, so a run's numbers do not depend on `jobs`.
+    each run (its training and its evaluation) is a fresh worker process
+    (`keras_damped.study.worker`) with the study's thread count, so a run's
+    numbers do not depend on `jobs`.
     """
-    done, run_one, reused, what = PHASES[phase]
     clock = _Clock(len(runs), jobs)
     pending = []
     for model, seed in runs:
-        if done(config, model, seed):
+        state = _state(config, model, seed)
+        if state is None:
             clock.finish()
-            log(f"[{phase} {clock.done}/{clock.total}] {model} seed {seed}: {reused}")
+            log(
+                f"[run {clock.done}/{clock.total}] {model} seed {seed}: trained "
+                "and evaluated earlier, reused"
+            )
         else:
-            pending.append((model, seed))
+            pending.append((model, seed, state))
     running, failed = {}, []
 
     def finished(model, seed, started):
         clock.finish(time.monotonic() - started)
         log(
-            f"[{phase} {clock.done}/{clock.total}] {model} seed {seed}: done in "
+            f"[run {clock.done}/{clock.total}] {model} seed {seed}: done in "
             f"{_duration(time.monotonic() - started)}; "
             f"{_duration(time.monotonic() - clock.start)} elapsed, about "
-            f"{clock.remaining()} {what} left"
+            f"{clock.remaining()} left"
         )
-
-    def start(model, seed):
-        state = "starting"
-        if phase == "train" and os.path.isfile(
-            os.path.join(config.train_config(model, seed).run_dir, "config.json")
-        ):
-            state = "resuming"
-        number = clock.done + len(running) + 1
-        log(f"[{phase} {number}/{clock.total}] {model} seed {seed}: {state}")
 
     try:
         while pending or running:
             while pending and len(running) < jobs:
-                model, seed = pending.pop(0)
-                start(model, seed)
+                model, seed, state = pending.pop(0)
+                number = clock.done + len(running) + 1
+                log(f"[run {number}/{clock.total}] {model} seed {seed}: {state}")
                 started = time.monotonic()
                 if jobs == 1:
                     run_one(config, model, seed, log)
@@ -276,7 +292,7 @@ def _run_phase(config, runs, phase, jobs, log):
                     continue
                 command = [sys.executable, "-m", "keras_damped.study.worker"]
                 process = subprocess.Popen(
-                    [*command, phase, config.out, model, str(seed)],
+                    [*command, config.out, model, str(seed)],
                     env=dict(os.environ, _KERAS_DAMPED_WORKER="1"),
                 )
                 running[process] = (model, seed, started)
@@ -284,7 +300,7 @@ def _run_phase(config, runs, phase, jobs, log):
                 model, seed, started = running.pop(process)
                 if process.returncode:
                     failed.append(f"{model} seed {seed} (exit {process.returncode})")
-                    log(f"[{phase}] {model} seed {seed}: failed, see above")
+                    log(f"[run] {model} seed {seed}: failed, see above")
                 else:
                     finished(model, seed, started)
             if running:
@@ -295,8 +311,8 @@ def _run_phase(config, runs, phase, jobs, log):
             process.wait()
     if failed:
         raise StudyRunFailedError(
-            f"The {phase} step failed for {', '.join(failed)}; the runs that "
-            "finished are kept. Re-run the same command to resume."
+            f"Training or evaluation failed for {', '.join(failed)}; the runs "
+            "that finished are kept. Re-run the same command to resume."
         )
 
 
@@ -348,8 +364,7 @@ def run_study(config, overwrite=False, log=None, jobs=None):
     if jobs == 1:
         use_cpu_threads(config.threads)
     log(f"{jobs} run(s) at once, {config.threads or 'default'} thread(s) each")
-    _run_phase(config, runs, "train", jobs, log)
-    _run_phase(config, runs, "evaluate", jobs, log)
+    _run_all(config, runs, jobs, log)
     if config.landscape:
         _landscape(config, runs, log)
     reports = {

@@ -1,9 +1,10 @@
-"""One phase of one study run in a process of its own (`run_study(jobs>1)`).
+"""One study run in a process of its own (`run_study(jobs>1)`).
 
-    python -m keras_damped.study.worker {train,evaluate} OUT MODEL SEED
+    python -m keras_damped.study.worker OUT MODEL SEED
 
 reads `OUT/study_config.json`, sets the study's thread count before
-TensorFlow executes anything, and trains or evaluates the run. Exit status:
+TensorFlow executes anything, and trains the run (or the rest of its
+training), then evaluates it, skipping what is done already. Exit status:
 0 done, 3 training diverged, 1 any other failure (the traceback on stderr).
 """
 
@@ -26,7 +27,7 @@ def _exit_with(parent):
 
 
 def main(argv=None):
-    phase, out, model, seed = argv if argv is not None else sys.argv[1:]
+    out, model, seed = argv if argv is not None else sys.argv[1:]
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     from keras_damped._quiet import import_tensorflow_quietly
 
@@ -36,7 +37,7 @@ def main(argv=None):
 
     from keras_damped.study.config import StudyConfig
     from keras_damped.study.runner import CONFIG_FILE
-    from keras_damped.study.runner import PHASES
+    from keras_damped.study.runner import run_one
     from keras_damped.training import TrainingDivergedError
     from keras_damped.training import use_cpu_threads
 
@@ -45,7 +46,7 @@ def main(argv=None):
     use_cpu_threads(config.threads)
     logger = logging.getLogger("keras_damped")
     try:
-        PHASES[phase][1](config, model, int(seed), logger.info)
+        run_one(config, model, int(seed), logger.info)
     except TrainingDivergedError as error:
         logger.error("%s seed %s: %s", model, seed, error)
         return 3
