@@ -29,8 +29,9 @@ TRAINING_KEYS = (
     "jit_compile",
 )
 # The study's landscape (`--landscape`): every run on the first 128 test
-# images, along its own sign-gradient direction and a shared random one,
-# t in [-8/255, 8/255], 33 points.
+# images (or all of them if the evaluation has fewer), along its own
+# sign-gradient direction and a shared random one, t in [-8/255, 8/255],
+# 33 points.
 LANDSCAPE = {"test_limit": 128, "T": 8 / 255, "points": 33, "points_2d": 11}
 # What an evaluation's result does not depend on (a cached one stays valid).
 _EVALUATION_IRRELEVANT = ("data_dir", "examples_shown", "example_attack")
