@@ -18,7 +18,7 @@ timed steps after 2 warm-up steps (the first compiles). `auto` is the
 configuration `--jit-compile auto` chooses on this machine.
 
     python benchmarks/frameworks.py            # in_resnet20 and in_resnet110
-    python benchmarks/frameworks.py --quick    # in_resnet20, 1 round, 2 steps
+    python benchmarks/frameworks.py --quick    # in_resnet14, 1 round, 2 steps
 """
 
 import argparse
@@ -33,18 +33,17 @@ import time
 import _common
 
 CONFIGS = ("graph", "xla", "jax", "torch")
-DEPTHS = {"in_resnet20": 20, "in_resnet110": 110}
+DEPTHS = {"in_resnet14": 14, "in_resnet20": 20, "in_resnet110": 110}
 
 
 def keras_step(model_name, config, batch_size):
     import keras
 
-    from keras_damped import create_model
     from keras_damped.optimizers import ReferenceSGD
     from keras_damped.training.schedules import add_weight_decay
 
     keras.utils.set_random_seed(0)
-    model = create_model(model_name)
+    model = _common.resnet("in_", DEPTHS[model_name])
     add_weight_decay(model, 1e-4)
     model.compile(
         ReferenceSGD(0.1, momentum=0.9),
@@ -157,7 +156,7 @@ def in_fresh_process(model_name, config, args):
 
 def main():
     p = _common.parser(__doc__.splitlines()[0], "frameworks")
-    p.add_argument("--models", default=",".join(DEPTHS))
+    p.add_argument("--models", default="in_resnet20,in_resnet110")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=8, help="timed steps per process")
     p.add_argument("--row", help=argparse.SUPPRESS)  # model:config, one process
@@ -166,8 +165,11 @@ def main():
         measure(*args.row.split(":"), args)
         return
     models = args.models.split(",")
+    unknown = [m for m in models if m not in DEPTHS]
+    if unknown:
+        p.error(f"unknown --models {unknown}; expected names among {list(DEPTHS)}")
     if args.quick:
-        models, args.rounds, args.steps = ["in_resnet20"], 1, 2
+        models, args.rounds, args.steps = ["in_resnet14"], 1, 2
     configs = [c for c in CONFIGS if c != "torch"]
     if importlib.util.find_spec("torch") is not None:
         configs.append("torch")
