@@ -12,12 +12,13 @@ import os as _os
 import sys as _sys
 
 if (
-    _os.path.basename(_sys.argv[0] if _sys.argv else "") == "keras-damped"
+    _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("keras-damped", "-m")
     or _os.environ.get("_KERAS_DAMPED_WORKER") == "1"
 ):
-    # The `keras-damped` command and the study's worker processes: start
-    # TensorFlow without its start-up notices before Keras imports it (see
-    # keras_damped/_quiet.py).
+    # The `keras-damped` command, `python -m keras_damped.cli` (while Python
+    # imports the package of a `-m` module, argv[0] is "-m") and the study's
+    # worker processes: start TensorFlow without its start-up notices before
+    # Keras imports it (see keras_damped/_quiet.py).
     from keras_damped._quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
