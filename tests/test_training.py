@@ -285,6 +285,12 @@ def test_jit_auto_follows_the_measured_cpu_rule(flags, expected, monkeypatch):
     assert resolve_jit_compile("auto") is expected
     assert resolve_jit_compile("on") is True
     assert resolve_jit_compile("off") is False
+    # Two CPU replicas (multi_worker, mirrored over CPU devices): XLA has no
+    # CPU collectives, so auto trains them in graph mode and `on` is refused.
+    assert resolve_jit_compile("auto", replicas=2) is False
+    assert resolve_jit_compile("off", replicas=2) is False
+    with pytest.raises(ValueError, match="jit_compile='on' cannot train 2 CPU"):
+        resolve_jit_compile("on", replicas=2)
 
 
 def test_precision_auto_is_float32_on_this_cpu():

@@ -57,8 +57,9 @@ class TrainResult:
     initial_epoch: int
 
 
-def resolve_jit_compile(setting):
-    """`auto` compiles with XLA on GPUs and TPUs, and on CPUs without AVX-512.
+def resolve_jit_compile(setting, replicas=1):
+    """`auto` compiles with XLA on GPUs and TPUs, and on CPUs without AVX-512
+    when one replica trains (`replicas`: the strategy's replicas in sync).
 
     The rule comes from measurements of in_resnet20 and in_resnet110
     training steps on the CPU kinds this project runs on (README,
@@ -66,19 +67,34 @@ def resolve_jit_compile(setting):
     NHWC convolutions make TensorFlow's graph mode 1.25-1.4x faster than
     XLA's CPU backend, which spends half of its kernel time in layout
     transposes; on an AVX2-only EPYC the order flips and XLA is 1.16x
-    (depth 20) to 1.5x (depth 110) faster than graph mode.
+    (depth 20) to 1.5x (depth 110) faster than graph mode. Several CPU
+    replicas (`mirrored` over CPU devices, `multi_worker`) train in graph
+    mode: TensorFlow's XLA has no CPU collectives ("Collectives are not yet
+    implemented for CPU devices when compiling with XLA"), so `on` is
+    refused there.
     """
-    return _jit_decision(setting)[0]
+    return _jit_decision(setting, replicas)[0]
 
 
-def _jit_decision(setting):
+def _jit_decision(setting, replicas=1):
     """(use XLA?, the reason, for the run's config.json)."""
     from keras_damped._versions import cpu_flags
 
+    accelerator = tf.config.list_physical_devices(
+        "GPU"
+    ) or tf.config.list_logical_devices("TPU")
+    if replicas > 1 and not accelerator and setting == "on":
+        raise ValueError(
+            f"jit_compile='on' cannot train {replicas} CPU replicas: TensorFlow's "
+            "XLA has no CPU collectives. Use jit_compile='auto' or 'off' (both "
+            "train them in graph mode)."
+        )
     if setting in ("on", "off"):
         return setting == "on", f"jit_compile={setting!r}"
-    if tf.config.list_physical_devices("GPU") or tf.config.list_logical_devices("TPU"):
+    if accelerator:
         return True, "auto: XLA on an accelerator"
+    if replicas > 1:
+        return False, "auto: graph mode for CPU replicas (XLA has no CPU collectives)"
     if "avx512f" in cpu_flags():
         return False, "auto: graph mode on a CPU with AVX-512 (oneDNN is faster)"
     return True, "auto: XLA on a CPU without AVX-512 (XLA is faster)"
@@ -288,6 +304,7 @@ def train(config, resume=False, overwrite=False, callbacks=None):
     config.validate()
     info = dataset_info(config.dataset)
     strategy = make_strategy(config.distribute)
+    jit, jit_reason = _jit_decision(config.jit_compile, strategy.num_replicas_in_sync)
     chief = _is_chief(strategy)
     # Only the chief owns the run folder; other workers keep scratch state.
     if chief and not overwrite:
@@ -312,7 +329,6 @@ def train(config, resume=False, overwrite=False, callbacks=None):
             f"validation examples of {len(images) + len(val_images)}."
         )
 
-    jit, jit_reason = _jit_decision(config.jit_compile)
     steps = steps_per_epoch(len(images), config.batch_size)
     keras.utils.set_random_seed(config.seed)
     precision = resolve_precision(config.precision)
