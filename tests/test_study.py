@@ -26,6 +26,8 @@ from keras_damped.study import summarize
 from keras_damped.study.recipes import CIFAR10_PAPER
 from keras_damped.study.runner import _check_out
 from keras_damped.study.runner import _state
+from keras_damped.study.stats import example_floor
+from keras_damped.study.stats import protocol_columns
 from keras_damped.study.stats import run_columns
 from keras_damped.study.stats import seeds_needed
 
@@ -112,6 +114,54 @@ def test_worst_case_is_the_and_of_the_per_example_masks():
     assert run_columns(entry, settings)["worst 8"] == 0.375
 
 
+def test_protocol_columns_and_their_one_example_floor():
+    """Each authors' protocol adds `eps 0`, its attacks and its noise means
+    as columns; its attacks ran on the attacked examples only."""
+    entry = {
+        "clean": 0.9,
+        "noises": {"shot": {"1": 0.8, "mean": 0.8}},
+        "attacks": {"fgsm": {"8": 0.5}},
+        "masks": {"clean": pack_mask(np.ones(20, bool)), "attacks": {}},
+        "protocols": {
+            "authors-2020-06": {
+                "eps0": 0.2,
+                "attacks": {"fgsm": {"2": 0.15, "8": 0.1}},
+                "noises": {"shot": {"1": 0.7, "mean": 0.7}},
+            }
+        },
+    }
+    settings = {
+        "noises": ["shot"],
+        "severities": [1],
+        "attacks": ["fgsm"],
+        "eps_255": ["8"],
+        "examples": 20,
+        "attack_examples": 8,
+        "protocols": ["pixel", "authors-2020-06"],
+        "protocol_attacks": ["fgsm"],
+        "protocol_eps_255": ["2", "8"],
+    }
+    columns = run_columns(entry, settings)
+    assert {c: v for c, v in columns.items() if c.startswith("authors")} == {
+        "authors-2020-06: eps 0": 0.2,
+        "authors-2020-06: fgsm 2": 0.15,
+        "authors-2020-06: fgsm 8": 0.1,
+        "authors-2020-06: shot": 0.7,
+    }
+    assert protocol_columns(list(columns), settings) == [
+        "authors-2020-06: eps 0",
+        "authors-2020-06: fgsm 2",
+        "authors-2020-06: fgsm 8",
+        "authors-2020-06: shot",
+    ]
+    floors = {c: example_floor(c, settings) for c in columns}
+    assert floors["authors-2020-06: fgsm 2"] == floors["fgsm 8"] == 1 / 8
+    assert floors["authors-2020-06: eps 0"] == floors["authors-2020-06: shot"] == 1 / 20
+    assert floors["clean"] == 1 / 20
+    settings["protocols"] = ["pixel"]  # a study without the authors' protocols
+    assert protocol_columns(list(columns), settings) == []
+
+
 def test_seeds_needed_matches_a_hand_computation_with_t():
     # sd 0.05, half-width 0.02: need t(0.975, n-1) / sqrt(n) <= 0.4. From the
     # printed table, n = 26: 2.0595 / 5.0990 = 0.4039 (no); n = 27: 2.0555 /
@@ -171,6 +221,16 @@ TINY = [
     "32",
     "--steps",
     "3",
+    # What the study tests check does not depend on XLA; graph mode skips
+    # its compile on AVX2-only CPUs, where `auto` would choose it.
+    "--jit-compile",
+    "off",
+    "--protocols",
+    "pixel,authors-2020-08",
+    "--protocol-attacks",
+    "fgsm",
+    "--protocol-eps",
+    "8",
     "--landscape",
 ]
 
@@ -366,6 +426,20 @@ def test_study_statistics_agree_with_the_run_reports(resumed_study):
             <= min(summary["pgd 8"]["mean"], summary["fgsm 8"]["mean"]) + 1e-12
         )
         assert summary["gaussian c=0.3"]["n"] == 2
+        # The authors' August 2020 protocol, from the same reports.
+        scores = [e["protocols"]["authors-2020-08"] for e in entries]
+        expected = {
+            "eps 0": [p["eps0"] for p in scores],
+            "fgsm 8": [p["attacks"]["fgsm"]["8"] for p in scores],
+            "impulse": [p["noises"]["impulse"]["mean"] for p in scores],
+        }
+        for column, values in expected.items():
+            name = f"authors-2020-08: {column}"
+            assert summary[name]["mean"] == pytest.approx(np.mean(values))
+            assert name not in study["models"][model]["relative"]
+    assert study["protocol_columns"] == [
+        f"authors-2020-08: {c}" for c in ("eps 0", "fgsm 8", "gaussian", "impulse")
+    ]
     diff = study["differences"]["in_resnet20"]["clean"]
     runs = study["models"]
     expected = [
@@ -379,6 +453,13 @@ def test_study_statistics_agree_with_the_run_reports(resumed_study):
         text = f.read()
     assert "Paired differences against resnet20" in text and "In words:" in text
     assert "## Resolution" in text and "| in_resnet20 | pgd 8 |" in text
+    main = text[text.index("## Accuracy") : text.index("## Paired differences")]
+    assert "pgd 8" in main and "authors-2020-08" not in main
+    protocols = text[text.index("## The authors' protocols") :]
+    assert "### authors-2020-08" in protocols
+    assert "| model | eps 0 | fgsm 8 | gaussian | impulse |" in protocols
+    assert "| in_resnet20 - resnet20 |" in protocols
+    assert "| in_resnet20 | authors-2020-08: fgsm 8 |" in protocols
     need = study["differences"]["in_resnet20"]["pgd 8"]["seeds_needed"]
     assert set(need) == {"1", "2", "5"}
     lambdas = text[text.index("## Learned lambda per damped block") :]

@@ -21,15 +21,22 @@ def _interval(s, digits=1):
     return f"{_pct(s['mean'], digits)} ± {_pct(s['half_width'], digits)}"
 
 
-def main_columns(result):
-    """The columns of the main table: per-severity noise columns go elsewhere."""
+def severity_columns(result):
+    """The per-severity noise columns, in table order."""
     evaluation = result["evaluation"]
     per_severity = {
         f"{noise} s{severity}"
         for noise in evaluation["noises"]
         for severity in evaluation["severities"]
     }
-    return [c for c in result["columns"] if c not in per_severity]
+    return [c for c in result["columns"] if c in per_severity]
+
+
+def main_columns(result):
+    """The columns of the main table: per-severity noise columns and those
+    of the authors' protocols go elsewhere."""
+    elsewhere = set(severity_columns(result)) | set(result["protocol_columns"])
+    return [c for c in result["columns"] if c not in elsewhere]
 
 
 def _table(header, rows):
@@ -41,18 +48,17 @@ def _table(header, rows):
     return lines
 
 
-def findings(result):
-    """Plain sentences: where a paired interval excludes zero and where not."""
+def findings(result, columns=None, list_neutral=True):
+    """Plain sentences: where a paired interval excludes zero and where not
+    (in `columns`, the main table's by default; with `list_neutral` false,
+    the columns whose interval includes zero are counted, not named)."""
     base = result["config"]["baseline"]
+    columns = main_columns(result) if columns is None else columns
     lines = []
     for model, diffs in result["differences"].items():
-        higher = [c for c in main_columns(result) if diffs[c]["verdict"] == "higher"]
-        lower = [c for c in main_columns(result) if diffs[c]["verdict"] == "lower"]
-        neutral = [
-            c
-            for c in main_columns(result)
-            if diffs[c]["verdict"] == "no difference shown"
-        ]
+        higher = [c for c in columns if diffs[c]["verdict"] == "higher"]
+        lower = [c for c in columns if diffs[c]["verdict"] == "lower"]
+        neutral = [c for c in columns if diffs[c]["verdict"] == "no difference shown"]
         text = (
             f"- **{model} vs {base}** ({len(diffs['clean']['seeds'])} paired seeds): "
         )
@@ -67,8 +73,11 @@ def findings(result):
                 "lower, interval excludes zero: "
                 + ", ".join(f"{c} ({_signed(diffs[c])})" for c in lower)
             )
-        if neutral:
+        if neutral and list_neutral:
             parts.append("interval includes zero: " + ", ".join(neutral))
+        elif neutral:
+            others = "the other " if higher or lower else ""
+            parts.append(f"interval includes zero in {others}{len(neutral)} column(s)")
         lines.append(text + "; ".join(parts) + ".")
     return lines
 
@@ -88,7 +97,7 @@ def _lambda(value):
     return "0" if value == 0 else f"{value:.3f}"
 
 
-def _resolution_lines(result, columns, conf):
+def _resolution_lines(result, columns, conf, title="## Resolution"):
     """Per column: the paired half-width (what this study can resolve) and
     the seeds a half-width of 1, 2 or 5 points would need."""
     from keras_damped.study.stats import RESOLUTION_TARGETS
@@ -97,7 +106,7 @@ def _resolution_lines(result, columns, conf):
     targets = [points(h) for h in RESOLUTION_TARGETS]
     lines = [
         "",
-        "## Resolution",
+        title,
         "",
         f"The half-width of each paired {conf}% interval is the smallest "
         "difference this study can tell from zero (never below one test "
@@ -197,7 +206,8 @@ def to_markdown(result):
             "",
         ]
         lines += _table(["model"] + rel_columns, rows)
-    severity_cols = [c for c in result["columns"] if c not in columns]
+    lines += _protocol_lines(result, conf)
+    severity_cols = severity_columns(result)
     if severity_cols:
         lines += ["", "## Noise by severity", ""]
         rows = [
@@ -237,6 +247,66 @@ def to_markdown(result):
             rows.append([m, seed] + [_pct(cols[c]) for c in columns])
     lines += _table(["model", "seed"] + columns, rows)
     return "\n".join(lines) + "\n"
+
+
+def _protocol_lines(result, conf):
+    """The authors'-protocol columns: per protocol, the accuracy and the
+    paired differences, then their resolution (empty without a protocol)."""
+    from keras_damped.robustness.report import PROTOCOL_NOTES
+    from keras_damped.study.stats import authors_protocols
+    from keras_damped.study.stats import protocol_column
+
+    evaluation = result["evaluation"]
+    protocols = authors_protocols(evaluation)
+    if not result["protocol_columns"]:
+        return []
+    lines = [
+        "",
+        "## The authors' protocols",
+        "",
+        "The same runs evaluated as the authors' code evaluates "
+        "(`keras_damped.robustness.protocols`). `eps 0` is the accuracy after "
+        f"the protocol's input clamp alone, on all {evaluation['examples']} test "
+        f"examples; attacks on the first {attack_examples(evaluation)}, eps as "
+        f"the protocol states it (units of 1/255), "
+        f"{evaluation['protocol_steps']} steps for IFGSM and PGD; noise columns "
+        "are the mean over the severities, each noise file standardised by its "
+        f"own statistics. Mean ± half-width of the {conf}% Student-t interval; "
+        f"paired differences against {result['config']['baseline']} in points, "
+        "**bold** where the interval excludes zero.",
+        "",
+    ]
+    lines += [f"- `{p}`: {PROTOCOL_NOTES[p]}." for p in protocols]
+    for p in protocols:
+        prefix = protocol_column(p, "")
+        columns = [c for c in result["protocol_columns"] if c.startswith(prefix)]
+        names = [c[len(prefix) :] for c in columns]
+        lines += ["", f"### {p}", ""]
+        rows = [
+            [m] + [_interval(d["summary"][c]) for c in columns]
+            for m, d in result["models"].items()
+        ]
+        lines += _table(["model"] + names, rows)
+        rows = []
+        for model, diffs in result["differences"].items():
+            row = [f"{model} - {result['config']['baseline']}"]
+            for c in columns:
+                cell = _signed(diffs[c])
+                bold = diffs[c]["verdict"] != "no difference shown"
+                row.append(f"**{cell}**" if bold else cell)
+            rows.append(row)
+        if rows:
+            lines += [""] + _table(["difference"] + names, rows)
+    if result["differences"]:
+        lines += ["", "In words:", ""]
+        lines += findings(result, result["protocol_columns"], list_neutral=False)
+        lines += _resolution_lines(
+            result,
+            result["protocol_columns"],
+            conf,
+            title="### Resolution under the authors' protocols",
+        )
+    return lines
 
 
 def model_colours(models):

@@ -122,7 +122,9 @@ def run_columns(entry, settings):
     `<noise> c=<level>` for explicit levels; `<attack> <eps>`; and
     `worst <eps>`, the fraction of examples that are correct clean and
     survive every L-infinity attack at that eps (the AND of the per-example
-    masks).
+    masks); and under each of the authors' protocols the evaluation ran,
+    `<protocol>: eps 0`, `<protocol>: <attack> <eps>` and `<protocol>:
+    <noise>` (`protocol_column`).
     """
     from keras_damped.robustness.checks import worst_case
 
@@ -149,13 +151,55 @@ def run_columns(entry, settings):
         )
         if survive is not None:
             columns[f"worst {e}"] = float(survive.mean())
+    for protocol, scores in entry.get("protocols", {}).items():
+        columns[protocol_column(protocol, "eps 0")] = scores["eps0"]
+        for attack, by_eps in scores["attacks"].items():
+            for e, acc in by_eps.items():
+                columns[protocol_column(protocol, f"{attack} {e}")] = acc
+        for noise, by_severity in scores["noises"].items():
+            columns[protocol_column(protocol, noise)] = by_severity["mean"]
     return columns
+
+
+def protocol_column(protocol, name):
+    """The study column of `name` (`eps 0`, `<attack> <eps>` or `<noise>`,
+    the mean over severities) under one of the authors' protocols."""
+    return f"{protocol}: {name}"
+
+
+def authors_protocols(settings):
+    """The authors' protocols an evaluation ran (`pixel` is the main columns)."""
+    return [p for p in settings.get("protocols", ["pixel"]) if p != "pixel"]
+
+
+def protocol_columns(columns, settings):
+    """The columns of `columns` that belong to an authors' protocol."""
+    prefixes = tuple(protocol_column(p, "") for p in authors_protocols(settings))
+    return [c for c in columns if prefixes and c.startswith(prefixes)]
 
 
 def attack_examples(settings):
     """How many examples the attacks ran on (reports before `attack_limit`
     attacked all of them)."""
     return settings.get("attack_examples", settings["examples"])
+
+
+def example_floor(column, settings):
+    """One test example's worth of accuracy in `column`: 1 / the examples
+    it was measured on (the attacked ones for an attack, `worst` or an
+    attack under a protocol; all of them otherwise)."""
+    attacked = {
+        f"{a} {e}" for a in settings["attacks"] for e in attack_keys(settings, a)
+    }
+    attacked |= {f"worst {e}" for e in settings["eps_255"]}
+    attacked |= {
+        protocol_column(p, f"{a} {e}")
+        for p in authors_protocols(settings)
+        for a in settings.get("protocol_attacks", [])
+        for e in settings.get("protocol_eps_255", [])
+    }
+    n = attack_examples(settings) if column in attacked else settings["examples"]
+    return 1.0 / n
 
 
 def relative(run, column):
@@ -170,7 +214,9 @@ def summarize_study(config, reports):
     `runs` ({seed: columns}), `summary` and `relative` ({column: summary},
     the latter of accuracy / clean accuracy), `lambdas` (per block, mean and
     per seed), and `differences` ({model: {column: paired summary}})
-    against the baseline.
+    against the baseline. `protocol_columns` names the columns measured
+    under the authors' protocols; they have no relative summary (their
+    `eps 0`, not the pixel clean accuracy, is their reference).
     """
     models = {}
     columns = None
@@ -181,26 +227,17 @@ def summarize_study(config, reports):
         cols = run_columns(entry, settings)
         columns = columns or list(cols)
         models.setdefault(model, {"runs": {}})["runs"][seed] = cols
+    by_protocol = protocol_columns(columns, settings)
+    relative_columns = [c for c in columns if c != "clean" and c not in by_protocol]
     for model, data in models.items():
         runs = data["runs"]
         data["summary"] = {c: summarize([r[c] for r in runs.values()]) for c in columns}
         data["relative"] = {
             c: summarize([relative(r, c) for r in runs.values()])
-            for c in columns
-            if c != "clean"
+            for c in relative_columns
         }
         data["lambdas"] = _lambdas(config, model, sorted(runs))
     base = models[config.baseline]["runs"]
-    attacked = {
-        f"{a} {e}" for a in settings["attacks"] for e in attack_keys(settings, a)
-    }
-    attacked |= {f"worst {e}" for e in settings["eps_255"]}
-
-    def floor(column):
-        """One test example's worth of accuracy in this column."""
-        n = attack_examples(settings) if column in attacked else settings["examples"]
-        return 1.0 / n
-
     differences = {}
     for model, data in models.items():
         if model == config.baseline:
@@ -209,7 +246,7 @@ def summarize_study(config, reports):
             c: paired_difference(
                 {s: r[c] for s, r in data["runs"].items()},
                 {s: r[c] for s, r in base.items()},
-                floor=floor(c),
+                floor=example_floor(c, settings),
             )
             for c in columns
         }
@@ -221,16 +258,16 @@ def summarize_study(config, reports):
             c: paired_difference(
                 {s: relative(r, c) for s, r in data["runs"].items()},
                 {s: relative(r, c) for s, r in base.items()},
-                floor=floor(c),
+                floor=example_floor(c, settings),
             )
-            for c in columns
-            if c != "clean"
+            for c in relative_columns
         }
     return {
         "config": config.to_dict(),
         "evaluation": settings,
         "confidence": CONFIDENCE,
         "columns": columns,
+        "protocol_columns": by_protocol,
         "models": {
             m: {**d, "runs": {str(s): r for s, r in d["runs"].items()}}
             for m, d in models.items()
