@@ -30,6 +30,8 @@ from keras_damped.validators import finite_number
 from keras_damped.validators import positive_int
 
 NORMS = ("linf", "l2")
+
+
 def compiled(model_fn, key, build):
     """The graph `key` of `model_fn`, built by `build()` on first use.
 
