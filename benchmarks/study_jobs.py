@@ -12,7 +12,11 @@ ways, each from an empty folder:
   numbers as the default, digit for digit).
 
     python benchmarks/study_jobs.py
-    python benchmarks/study_jobs.py --quick    # 1 seed, 256 images, no attack
+    python benchmarks/study_jobs.py --quick    # 1 seed, 256 images, clean only
+
+`--quick` (the test suite's smoke run) also trains in graph mode
+(`--jit-compile off`): on AVX2-only CPUs `auto` picks XLA, whose compile
+would be most of such a short run.
 """
 
 import os
@@ -25,7 +29,8 @@ import _common
 
 
 def tiny_study(quick):
-    return [
+    quick_only = ["--jit-compile", "off"] if quick else []
+    return quick_only + [
         "--models",
         "resnet20,in_resnet20",
         "--seeds",
@@ -41,7 +46,7 @@ def tiny_study(quick):
         "--eps",
         "8",
         "--noises",
-        "gaussian",
+        "none" if quick else "gaussian",
         "--severities",
         "1",
         "--test-limit",
