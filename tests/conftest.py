@@ -57,6 +57,9 @@ def _train_small_model(path):
         keras.optimizers.SGD(0.05, momentum=0.9),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        # Graph mode: Keras' "auto" means XLA, whose compile tripled this
+        # fixture's time on an AVX2-only CPU (91 s against 33 s).
+        jit_compile=False,
     )
     model.fit(
         load("fashion_mnist", "train", 64, limit=3000, epochs=2),

@@ -617,6 +617,8 @@ def test_cifar10_recipe_end_to_end_on_mock_data(tmp_path, capsys):
         str(tmp_path / "tfds"),
         "--jobs",  # in this process: the mock data lives here
         "1",
+        "--jit-compile",  # as TINY: nothing checked here depends on XLA
+        "off",
     ]
     with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path / "tfds")):
         assert cli.main(argv) == 0

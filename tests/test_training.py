@@ -40,6 +40,14 @@ def tree_digest(folder):
     return digest.hexdigest()
 
 
+# Tests of training behaviour train in graph mode: on AVX2-only CPUs
+# `jit_compile="auto"` picks XLA, whose compile of a ResNet-20 step takes
+# about a minute there and is most of such a short run. XLA itself is
+# tested by test_registered_models.py (every block kind and damping) and
+# the benchmarks' smoke runs; the rule `auto` follows, below.
+NO_XLA = "off"
+
+
 def small_config(run_dir, **overrides):
     settings = dict(
         model="in_resnet20",
@@ -50,6 +58,7 @@ def small_config(run_dir, **overrides):
         train_limit=256,
         test_limit=128,
         verbose=0,
+        jit_compile=NO_XLA,
     )
     settings.update(overrides)
     return TrainConfig(**settings)
@@ -71,6 +80,7 @@ def test_real_fashion_mnist_run(tmp_path, capsys):
         test_limit=1000,
         verbose=0,
         seed=1,
+        jit_compile=NO_XLA,
     )
     result = train(config)
 
@@ -194,6 +204,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, caplog):
         "5",
         "--verbose",
         "0",
+        "--jit-compile",
+        NO_XLA,
     ]
     # Straight through in this process; killed in another, resumed here.
     straight = tmp_path / "straight"
