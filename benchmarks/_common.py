@@ -158,6 +158,8 @@ def compile_for_training(model, jit_compile):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=jit_compile,
     )
+    # Built before the first step, as `train` does: one trace, not two.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

@@ -50,6 +50,7 @@ def keras_step(model_name, config, batch_size):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=config != "graph",
     )
+    model.optimizer.build(model.trainable_variables)  # as `train` does
     x, y = _common.synthetic_batch(batch_size)
     return lambda: model.train_on_batch(x, y)
 

@@ -61,6 +61,7 @@ def _train_small_model(path):
         # fixture's time on an AVX2-only CPU (91 s against 33 s).
         jit_compile=False,
     )
+    model.optimizer.build(model.trainable_variables)  # as `train` does
     model.fit(
         load("fashion_mnist", "train", 64, limit=3000, epochs=2),
         epochs=2,

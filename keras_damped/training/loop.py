@@ -354,6 +354,11 @@ def train(config, resume=False, overwrite=False, callbacks=None):
                 ],
                 jit_compile=jit,
             )
+            # Keras builds the optimizer's slots inside the first trace of the
+            # training step when no strategy is set, and TensorFlow then traces
+            # that step a second time without variable creation; built here,
+            # the step is traced once (2-3 s less per run on 2 CPU cores).
+            optimizer.build(model.trainable_variables)
     finally:
         keras.config.set_dtype_policy("float32")
 
