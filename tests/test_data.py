@@ -29,6 +29,12 @@ def test_fashion_mnist_offline_from_the_debian_package(tmp_path, monkeypatch):
     ).exists()
     train, _ = load_arrays("fashion_mnist", "train", limit=100)
     assert train.shape == (100, 28, 28, 1) and train.std() > 10
+    # The files are decompressed once per process; each call gets its own
+    # writable copy, so what a caller changes never reaches the next one.
+    first = train.copy()
+    train[:] = 0
+    again, _ = load_arrays("fashion_mnist", "train", limit=100)
+    np.testing.assert_array_equal(again, first)
 
 
 def test_pipeline_types_shapes_and_range(rng):

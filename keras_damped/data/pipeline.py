@@ -1,6 +1,7 @@
 """Loading datasets into memory and serving them as seeded tf.data pipelines."""
 
 import dataclasses
+import functools
 import math
 import os
 import shutil
@@ -68,14 +69,18 @@ def _check_split(name, split):
         )
 
 
-def _install_debian_fashion_mnist():
-    """Places Debian's dataset-fashion-mnist files where Keras' loader looks."""
-    # Keras' own rule for its home folder ($KERAS_HOME, else ~/.keras, else
-    # /tmp/.keras), which keras.datasets.fashion_mnist reads from.
+def _keras_home():
+    """Keras' own rule for its home folder ($KERAS_HOME, else ~/.keras, else
+    /tmp/.keras), which keras.datasets.fashion_mnist reads from."""
     home = os.environ.get("KERAS_HOME")
     if not home:
         base = os.path.expanduser("~")
         home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    return home
+
+
+def _install_debian_fashion_mnist(home):
+    """Places Debian's dataset-fashion-mnist files where Keras' loader looks."""
     target = os.path.join(home, "datasets", "fashion-mnist")
     for fname in _FASHION_FILES:
         source = os.path.join(FASHION_MNIST_DEBIAN, fname)
@@ -85,12 +90,17 @@ def _install_debian_fashion_mnist():
             shutil.copyfile(source, dest)
 
 
-def _load_fashion_mnist(split):
+@functools.lru_cache(maxsize=2)
+def _fashion_mnist_splits(home):
+    """Both splits, decompressed once per process (and Keras home folder):
+    Keras' loader reads all four files on every call (about 0.25 s), and a
+    study's run or a test process asks for them several times. The arrays
+    are read-only; `load_arrays` hands out copies."""
     import keras
 
-    _install_debian_fashion_mnist()
+    _install_debian_fashion_mnist(home)
     try:
-        train, test = keras.datasets.fashion_mnist.load_data()
+        splits = keras.datasets.fashion_mnist.load_data()
     except Exception as error:
         raise DatasetUnavailableError(
             "fashion_mnist is not available: Debian's dataset-fashion-mnist "
@@ -98,6 +108,13 @@ def _load_fashion_mnist(split):
             f"the download failed ({type(error).__name__}: {error}). Install it "
             "with `apt-get install dataset-fashion-mnist` (or `make data`)."
         ) from None
+    for array in (*splits[0], *splits[1]):
+        array.flags.writeable = False
+    return splits
+
+
+def _load_fashion_mnist(split):
+    train, test = _fashion_mnist_splits(_keras_home())
     images, labels = train if split == "train" else test
     return images[..., None], labels
 
@@ -174,7 +191,7 @@ def load_arrays(name, split="train", data_dir=None, limit=None, download=True):
         images, labels = _load_tfds(name, split, data_dir, download)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return np.asarray(images), np.asarray(labels, dtype="int32")
+    return np.array(images), np.array(labels, dtype="int32")
 
 
 def _check_limit(limit):
