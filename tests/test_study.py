@@ -300,14 +300,16 @@ def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study, capsys
 
 @pytest.mark.slow
 def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path):
-    """The fixture's study ran two runs at once, each in a worker process;
-    the same run alone, in the study's own process (--jobs 1), has the same
-    weights and the same evaluation, digit for digit (same thread count)."""
+    """The fixture's study ran two runs at once, each in a worker process,
+    and its resnet20 seed 0 was SIGKILLed after its first epoch and resumed;
+    the same run alone and straight through, in the study's own process
+    (--jobs 1), has the same weights and the same evaluation, digit for
+    digit (same thread count)."""
     out, log = resumed_study
     assert "2 run(s) at once, 1 thread(s) each" in log
     argv = list(TINY)
-    argv[argv.index("--models") + 1] = "in_resnet20"
-    argv[argv.index("--seeds") + 1] = "1"
+    argv[argv.index("--models") + 1] = "resnet20"
+    argv[argv.index("--seeds") + 1] = "0"
     alone = str(tmp_path / "alone")
     command = [sys.executable, "-m", "keras_damped.cli", "study", *argv]
     result = subprocess.run(
@@ -318,7 +320,7 @@ def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 run(s) at once, 1 thread(s) each" in result.stdout
-    run = os.path.join("runs", "in_resnet20", "seed1")
+    run = os.path.join("runs", "resnet20", "seed0")
     a = keras.saving.load_model(os.path.join(out, run, "model.keras"))
     b = keras.saving.load_model(os.path.join(alone, run, "model.keras"))
     for wa, wb in zip(a.weights, b.weights):
@@ -330,9 +332,13 @@ def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path):
         entry.pop("seconds")
         reports.append(entry)
     assert reports[0] == reports[1]
+    records = []
     for folder in (out, alone):
         with open(os.path.join(folder, run, "config.json")) as f:
-            assert json.load(f)["resolved"]["intra_op_threads"] == 1
+            records.append(json.load(f))
+        assert records[-1]["resolved"]["intra_op_threads"] == 1
+    assert records[0]["resumed_at_epoch"] >= 1
+    assert records[1]["resumed_at_epoch"] is None
 
 
 @pytest.mark.slow
