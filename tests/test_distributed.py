@@ -27,6 +27,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         add_weight_decay(model, 1e-4)
         model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.optimizer.build(model.trainable_variables)  # as `train` does
         return model
 
     rng = np.random.default_rng(0)
