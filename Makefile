@@ -9,13 +9,10 @@ export TF_CPP_MIN_LOG_LEVEL ?= 1
 
 .PHONY: test demo bench models lint data clean core-check
 
-# --no-compile: pip would byte-compile every file of every package (about
-# 14 s of the install on 2 cores, mostly TensorFlow's); Python compiles what
-# is imported, once, on first use.
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 # Debian's Fashion-MNIST files, the offline real data set (needs root + apt).
@@ -78,7 +75,7 @@ core-check:
 	rm -rf $(CORE_VENV)
 	$(PYTHON) -m venv $(CORE_VENV)
 	$(CORE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CORE_VENV)/bin/python -m pip install --quiet --no-compile . 'jax[cpu]'
+	$(CORE_VENV)/bin/python -m pip install --quiet . 'jax[cpu]'
 	KERAS_BACKEND=jax $(CORE_VENV)/bin/python .ci/core_only.py
 
 models: $(STAMP)
