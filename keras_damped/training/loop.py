@@ -358,7 +358,8 @@ def train(config, resume=False, overwrite=False, callbacks=None):
             # training step when no strategy is set, and TensorFlow then traces
             # that step a second time without variable creation; built here,
             # the step is traced once (2-3 s less per run on 2 CPU cores).
-            optimizer.build(model.trainable_variables)
+            # model.optimizer: under mixed_float16, the loss-scale wrapper.
+            model.optimizer.build(model.trainable_variables)
     finally:
         keras.config.set_dtype_policy("float32")
 
