@@ -39,18 +39,12 @@ DEPTHS = {"in_resnet14": 14, "in_resnet20": 20, "in_resnet110": 110}
 def keras_step(model_name, config, batch_size):
     import keras
 
-    from keras_damped.optimizers import ReferenceSGD
     from keras_damped.training.schedules import add_weight_decay
 
     keras.utils.set_random_seed(0)
     model = _common.resnet("in_", DEPTHS[model_name])
     add_weight_decay(model, 1e-4)
-    model.compile(
-        ReferenceSGD(0.1, momentum=0.9),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=config != "graph",
-    )
-    model.optimizer.build(model.trainable_variables)  # as `train` does
+    _common.compile_for_training(model, jit_compile=config != "graph")
     x, y = _common.synthetic_batch(batch_size)
     return lambda: model.train_on_batch(x, y)
 

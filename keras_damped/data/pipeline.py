@@ -191,7 +191,9 @@ def load_arrays(name, split="train", data_dir=None, limit=None, download=True):
         images, labels = _load_tfds(name, split, data_dir, download)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return np.array(images), np.array(labels, dtype="int32")
+    if info.source == "keras":  # views of the read-only cache: the caller's copy
+        images, labels = images.copy(), labels.copy()
+    return np.asarray(images), np.asarray(labels, dtype="int32")
 
 
 def _check_limit(limit):
