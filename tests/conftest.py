@@ -5,6 +5,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # The tests check results, not speed: XLA's lowest LLVM optimisation level
 # compiles the deep presets' training steps about a quarter faster.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# Two xdist workers share the two cores: one thread per TensorFlow operation
+# in each (and in every process a test starts, which inherits it, so a run
+# killed in a subprocess and its straight twin here still compute alike).
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
