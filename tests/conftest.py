@@ -49,38 +49,49 @@ def shared_file(tmp_path_factory, name, build):
     return path
 
 
-def _train_small_model(path):
-    from keras_damped import DampedResNet
-    from keras_damped.data import load
+# The shared trained model: an In-ResNet-14 trained by `train` (the library's
+# training run, with its defaults: paper schedule and augmentation, weight
+# decay) for two epochs on 3,000 real Fashion-MNIST images, graph mode (XLA's
+# compile tripled this on an AVX2-only CPU). Its run folder is checked by
+# test_training.py; its model is attacked and analysed by the other tests.
+SMALL_RUN = dict(
+    dataset="fashion_mnist",
+    epochs=2,
+    batch_size=64,
+    lr=0.05,
+    train_limit=3000,
+    test_limit=1000,
+    verbose=0,
+    seed=1,
+    jit_compile="off",
+)
 
+
+def _train_small_run(folder):
+    from keras_damped import DampedResNet
+    from keras_damped.training import TrainConfig
+    from keras_damped.training import train
+
+    folder.mkdir()
+    untrained = folder / "in_resnet14_untrained.keras"
     keras.utils.set_random_seed(0)
-    model = DampedResNet(
+    DampedResNet(
         14, input_shape=(28, 28, 1), normalization="fashion_mnist", name="in_resnet14"
-    )
-    model.compile(
-        keras.optimizers.SGD(0.05, momentum=0.9),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        # Graph mode: Keras' "auto" means XLA, whose compile tripled this
-        # fixture's time on an AVX2-only CPU (91 s against 33 s).
-        jit_compile=False,
-    )
-    model.optimizer.build(model.trainable_variables)  # as `train` does
-    model.fit(
-        load("fashion_mnist", "train", 64, limit=3000, epochs=2),
-        epochs=2,
-        steps_per_epoch=47,
-        shuffle=False,
-        verbose=0,
-    )
-    model.save(path)
+    ).save(untrained)
+    train(TrainConfig(model=str(untrained), run_dir=str(folder / "run"), **SMALL_RUN))
 
 
 @pytest.fixture(scope="session")
-def trained_small_model_path(tmp_path_factory):
-    """An In-ResNet-14 trained for two epochs on 3,000 real Fashion-MNIST
-    images, saved (trained once per test run)."""
-    return str(shared_file(tmp_path_factory, "in_resnet14.keras", _train_small_model))
+def trained_small_run(tmp_path_factory):
+    """The shared trained In-ResNet-14's run folder (`SMALL_RUN`; trained
+    once per test run)."""
+    return shared_file(tmp_path_factory, "small_run", _train_small_run) / "run"
+
+
+@pytest.fixture(scope="session")
+def trained_small_model_path(trained_small_run):
+    """The shared trained In-ResNet-14, saved by its run."""
+    return str(trained_small_run / "model.keras")
 
 
 @pytest.fixture(scope="session")
