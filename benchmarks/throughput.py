@@ -5,7 +5,8 @@ compiles it as `keras-damped train` does (paper SGD, cross-entropy) in one
 precision, with or without XLA, and times training steps
 (`train_on_batch`) and inference steps (`predict_on_batch`) on one
 synthetic batch, the rows of each model in a fresh process (many models
-trained one after another in one process slow down). Two warm-up calls
+trained one after another in one process slow down; `--quick`, a smoke
+run, puts all its rows in one). Two warm-up calls
 (the first compiles) are excluded; a row reports the median of at least
 two and at most `--steps` timed steps, stopping once `--seconds` have been
 spent.
@@ -240,8 +241,12 @@ def main():
             _common.print_row(measure(*row, args))
         return
     rows = []
-    for _, group in itertools.groupby(plan, key=lambda row: row[0]):
-        rows += in_fresh_process(list(group), args)
+    if args.quick:  # a smoke run, not a measurement: its rows in one process
+        groups = [plan]
+    else:
+        groups = [list(g) for _, g in itertools.groupby(plan, key=lambda r: r[0])]
+    for group in groups:
+        rows += in_fresh_process(group, args)
     record = {"machine": _common.machine(), "rows": rows, "summary": summary(rows)}
     table = _common.markdown_table(
         ["model", "precision", "compiled", "batch", "train img/s", "inference img/s"],
