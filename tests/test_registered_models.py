@@ -61,8 +61,8 @@ def check_step(name, model, x, y, jit_compile):
 
 @pytest.mark.parametrize("name", preset_params())
 def test_preset_forward_train_step_and_save_load(name, tmp_path, rng):
-    model = create_model(name, input_shape=(8, 8, 3))
-    x = rng.uniform(0, 1, (4, 8, 8, 3)).astype("float32")
+    model = create_model(name, input_shape=(4, 4, 3))
+    x = rng.uniform(0, 1, (4, 4, 4, 3)).astype("float32")
     y = np.array([0, 3, 5, 9])
     # Eager: a graph of the deepest preset takes 10-20 s to build, and its
     # operations are those of the compact models compiled by XLA below.
