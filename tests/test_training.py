@@ -42,6 +42,15 @@ def tree_digest(folder):
     return digest.hexdigest()
 
 
+def tensor_events(folder):
+    """Every tensor event TensorBoard wrote into `folder`, loaded."""
+    events = event_accumulator.EventAccumulator(
+        str(folder), size_guidance={"tensors": 0}
+    )
+    events.Reload()
+    return events
+
+
 # Tests of training behaviour train in graph mode: on AVX2-only CPUs
 # `jit_compile="auto"` picks XLA, whose compile of a ResNet-20 step takes
 # about a minute there and is most of such a short run. XLA itself is
@@ -80,13 +89,10 @@ def test_real_fashion_mnist_run(trained_small_run, capsys):
 
     # It genuinely learns: chance is 10%. The validation accuracy TensorBoard
     # logged is the saved model's on the first 1,000 test images.
-    scalars = event_accumulator.EventAccumulator(
-        str(run_dir / "tb" / "validation"), size_guidance={"tensors": 0}
-    )
-    scalars.Reload()
+    validation = tensor_events(run_dir / "tb" / "validation")
     val_accuracy = [
         float(tensor_util.make_ndarray(e.tensor_proto))
-        for e in scalars.Tensors("epoch_accuracy")
+        for e in validation.Tensors("epoch_accuracy")
     ]
     assert len(val_accuracy) == 2 and val_accuracy[-1] >= 0.60
     loaded = keras.saving.load_model(run_dir / "model.keras")
@@ -111,10 +117,7 @@ def test_real_fashion_mnist_run(trained_small_run, capsys):
 
     # TensorBoard: a scalar per damped block, the histogram, the config text.
     lambdas = damping_values(loaded)
-    damping = event_accumulator.EventAccumulator(
-        str(run_dir / "tb" / "damping"), size_guidance={"tensors": 0}
-    )
-    damping.Reload()
+    damping = tensor_events(run_dir / "tb" / "damping")
     tags = set(damping.Tags()["tensors"])
     assert {f"damping/{block}" for block in lambdas} <= tags
     assert {"damping/all", "config"} <= tags
@@ -129,12 +132,9 @@ def test_real_fashion_mnist_run(trained_small_run, capsys):
         damping.Tensors("damping/all")[-1].tensor_proto
     )
     assert histogram[:, 2].sum() == 3  # three lambdas counted in the buckets
-    scalars = event_accumulator.EventAccumulator(
-        str(run_dir / "tb" / "train"), size_guidance={"tensors": 0}
-    )
-    scalars.Reload()
+    train_events = tensor_events(run_dir / "tb" / "train")
     assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= set(
-        scalars.Tags()["tensors"]
+        train_events.Tags()["tensors"]
     )
 
     # A finished run is refused, through the API and the command, untouched.
