@@ -11,14 +11,21 @@ with `keras.saving.load_model` and no `custom_objects`.
 import os as _os
 import sys as _sys
 
+from keras_damped import _onednn
+
+# Before anything imports TensorFlow: its oneDNN kernels on x86 CPUs where
+# TensorFlow leaves them off and they pay (keras_damped/_onednn.py); a
+# TF_ENABLE_ONEDNN_OPTS the user set is kept.
+_onednn.enable()
+
 if (
     _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("keras-damped", "-m")
-    or _os.environ.get("_KERAS_DAMPED_WORKER") == "1"
+    or _os.environ.get("_KERAS_DAMPED_QUIET") == "1"
 ):
     # The `keras-damped` command, `python -m keras_damped.cli` (while Python
-    # imports the package of a `-m` module, argv[0] is "-m") and the study's
-    # worker processes: start TensorFlow without its start-up notices before
-    # Keras imports it (see keras_damped/_quiet.py).
+    # imports the package of a `-m` module, argv[0] is "-m"), the study's
+    # worker processes and the benchmarks: start TensorFlow without its
+    # start-up notices before Keras imports it (see keras_damped/_quiet.py).
     from keras_damped._quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()

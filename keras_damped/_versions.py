@@ -41,15 +41,20 @@ def cpu_flags():
 
 
 def machine_record():
-    """The CPU model, its vector extensions and the core count.
+    """The CPU model, its vector extensions, the core count and whether
+    TensorFlow's oneDNN kernels are on (and why).
 
     Training is deterministic on one machine, not across CPUs (oneDNN picks
     kernels by instruction set), so every run records where it ran.
     """
+    from keras_damped import _onednn
+
     flags = cpu_flags()
     return {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "avx512": "avx512f" in flags,
+        "avx2": "avx2" in flags,
         "cpu_bf16": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
+        "onednn": _onednn.state(),
     }

@@ -10,9 +10,17 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 # killed in a subprocess and its straight twin here still compute alike).
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
+# keras_damped before Keras loads TensorFlow: its oneDNN switch (on x86 CPUs
+# where TensorFlow leaves oneDNN off) applies to the suite as to any user.
+import keras_damped  # noqa: E402, I001
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_report_header(config):
+    state = keras_damped._onednn.state()
+    return f"oneDNN: {'on' if state['enabled'] else 'off'} ({state['reason']})"
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,7 @@ def linear_residual_net(a, lam, blocks=3, width=5):
     return keras.Model(inputs, h)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("lam", [0.0, 1.0])
 @pytest.mark.parametrize("kind", ["random", "adversarial"])
 def test_perturbation_growth_is_exact_on_linear_blocks(lam, kind, rng):
@@ -51,6 +52,7 @@ def test_perturbation_growth_is_exact_on_linear_blocks(lam, kind, rng):
     np.testing.assert_allclose(sigma, [abs(a + 1 - lam)] * 3, rtol=1e-5)
 
 
+@pytest.mark.numerics
 def test_power_iteration_matches_a_dense_svd(rng):
     keras.utils.set_random_seed(3)
     block = BasicBlock(3, damping="lambda_in")

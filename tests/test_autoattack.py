@@ -61,6 +61,7 @@ def test_apgd_checkpoints_follow_the_paper():
     assert apgd_checkpoints(1) == [(0, 1)]  # at least one step per interval
 
 
+@pytest.mark.numerics
 def test_losses_and_square_schedule_match_their_formulas(rng):
     logits = rng.normal(size=(16, 10)).astype("float32")
     y = rng.integers(0, 10, 16).astype("int32")

@@ -164,16 +164,31 @@ def test_speedups_quick(tmp_path):
 
 
 @pytest.mark.slow
-def test_frameworks_quick(tmp_path):
-    record, table = run_benchmark("frameworks", tmp_path, "--batch-size", "8")
-    (row,) = record["rows"]
-    assert row["model"] == "in_resnet14" and row["auto"] in ("graph", "xla")
-    configs = {"graph", "xla", "jax"} | ({"torch"} if record["torch"] else set())
-    assert set(row["images_per_s"]) == configs
-    assert all(positive(v) for v in row["images_per_s"].values())
-    assert all(len(v) == 1 for v in row["ms_per_step_by_round"].values())
-    assert record["reference"] == ("torch" if record["torch"] else "graph")
-    assert "| in_resnet14 |" in table and record["auto_rule"].startswith("auto:")
+def test_frameworks_quick_in_both_onednn_states_on_an_emulated_avx2_cpu(tmp_path):
+    flags = ["--batch-size", "8", "--onednn", "both", "--emulate-avx2"]
+    record, table = run_benchmark("frameworks", tmp_path, *flags)
+    rows = {row["config"]: row for row in record["rows"]}
+    configs = {"graph/off", "graph/on", "xla/off", "xla/on", "jax"}
+    assert set(rows) == configs | ({"torch"} if record["torch"] else set())
+    assert all(row["model"] == "in_resnet14" for row in rows.values())
+    assert all(positive(row["images_per_s"]) for row in rows.values())
+    assert all(len(row["ms_per_step_by_round"]) == 1 for row in rows.values())
+    for mode in ("graph", "xla"):
+        assert rows[f"{mode}/off"]["onednn"] == {
+            "enabled": False,
+            "reason": "set by the user (TF_ENABLE_ONEDNN_OPTS='0')",
+        }
+        assert rows[f"{mode}/on"]["onednn"]["enabled"] is True
+    assert rows["jax"]["onednn"] is None
+    # The cap took: oneDNN ran TensorFlow's convolution with AVX2 code.
+    assert record["emulated_avx2"] and record["onednn_isa"]["tensorflow"].startswith(
+        "Intel AVX2 ("
+    )
+    assert sum(row["auto"] for row in rows.values()) == 1
+    assert record["reference"] == ("torch" if record["torch"] else "graph/off")
+    assert rows[record["reference"]]["vs_reference"] == 1.0
+    assert "| in_resnet14 | graph | off (set by the user" in table
+    assert record["auto_rule"].startswith("auto:")
 
 
 @pytest.mark.slow

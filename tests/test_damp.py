@@ -84,6 +84,7 @@ def test_resnet50_with_lambda_zero_is_the_same_network(rng):
     np.testing.assert_allclose(converted(x), base(x), atol=1e-5)
 
 
+@pytest.mark.numerics
 def test_our_resnet_becomes_damped_with_weights_carried_over(rng):
     plain = create_model("resnet20", input_shape=(8, 8, 3))
     x = rng.uniform(size=(2, 8, 8, 3)).astype("float32")

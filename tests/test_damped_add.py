@@ -18,6 +18,7 @@ def numpy_reference(variant, residual, shortcut, k=None, value=None):
     return (1.0 + lam) * residual + (1.0 - lam) * shortcut
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("variant", ["in", "lambda_in"])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_matches_numpy_reference(variant, per_channel, rng):
@@ -38,6 +39,7 @@ def test_matches_numpy_reference(variant, per_channel, rng):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.damping), lam)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("value", [0.0, 0.3, 1.0])
 def test_fixed_matches_numpy_reference(value, rng):
     residual = rng.normal(size=(2, 3, 3, 4)).astype("float32")
@@ -51,6 +53,7 @@ def test_fixed_matches_numpy_reference(value, rng):
     assert layer.damping == value
 
 
+@pytest.mark.numerics
 def test_fixed_extremes_are_exact(rng):
     residual = rng.normal(size=(2, 6)).astype("float32")
     shortcut = rng.normal(size=(2, 6)).astype("float32")
@@ -81,6 +84,7 @@ def test_default_initialisation_follows_the_paper(variant, low, high):
     assert lam.min() >= 0.20 - 1e-6 and lam.max() <= 0.25 + 1e-6
 
 
+@pytest.mark.numerics
 def test_gradient_of_k_matches_analytic(rng):
     residual = rng.normal(size=(2, 5)).astype("float32")
     shortcut = rng.normal(size=(2, 5)).astype("float32")

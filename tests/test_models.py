@@ -44,6 +44,7 @@ def outputs_and_input_gradients(model, x, probe):
     return results
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("value,drop", [(0.0, False), (1.0, True)])
 def test_fixed_lambda_equals_plain_keras_network(value, drop, rng):
     # float64, so that the two networks may differ only by float64 rounding.
@@ -64,6 +65,7 @@ def test_fixed_lambda_equals_plain_keras_network(value, drop, rng):
         assert np.abs(grad_a).max() > 0
 
 
+@pytest.mark.numerics
 def test_in_resnet_differs_from_resnet_only_by_damping(rng):
     """An In-ResNet with k = 1 (lambda = 0) is exactly the ResNet again."""
     damped = DampedResNet(20, damping="in", input_shape=(8, 8, 3))
@@ -265,6 +267,7 @@ def test_block_config_round_trip():
     assert isinstance(clone.damped_add, DampedAdd)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("block_class", [BasicBlock, BottleneckBlock])
 def test_lambda_in_block_folds_the_boost_into_the_kernel_exactly(

@@ -86,6 +86,7 @@ def _reference(protocol, attack, x, y, w, b, eps, start=None):
     return z * STD + MEAN
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("protocol", ["authors-2020-06", "authors-2020-08"])
 @pytest.mark.parametrize("attack", ["fgsm", "ifgsm", "pgd"])
 def test_protocol_attacks_match_the_numpy_replay(protocol, attack, linear):

@@ -63,6 +63,7 @@ STRIDED = [
 ]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("size", [8, 7, 28])
 @pytest.mark.parametrize("name,make", STRIDED, ids=[s[0] for s in STRIDED])
 def test_strided_blocks_pad_one_pixel_on_every_side(name, make, size, rng):
@@ -80,6 +81,7 @@ def test_strided_blocks_pad_one_pixel_on_every_side(name, make, size, rng):
     np.testing.assert_allclose(compiled(x).numpy(), expected, atol=1e-10)
 
 
+@pytest.mark.numerics
 def test_tf_same_padding_is_a_different_network(rng):
     """The check above can fail: TF's 'same' shifts the grid on even sizes."""
     keras.config.set_dtype_policy("float64")
@@ -103,6 +105,7 @@ def test_strided_block_under_mixed_precision(rng):
     assert np.abs(np.asarray(out, np.float64) - expected).max() <= 0.03 * scale
 
 
+@pytest.mark.numerics
 def test_file_saved_before_the_fix_computes_what_it_did():
     data = np.load(os.path.join(FIXTURES, "legacy_same_padding.npz"))
     model = keras.saving.load_model(os.path.join(FIXTURES, "legacy_same_padding.keras"))
@@ -246,6 +249,7 @@ def test_reference_weights_round_trip_on_every_preset(name, rng):
         ("in_resnet20", True),
     ],
 )
+@pytest.mark.numerics
 def test_ported_weights_compute_the_reference_network(name, bottleneck, rng):
     """Our model with loaded weights equals the reference's forward in NumPy."""
     keras.config.set_dtype_policy("float64")

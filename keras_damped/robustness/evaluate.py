@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_damped._versions import library_versions
+from keras_damped._versions import machine_record
 from keras_damped.models.loading import named_models
 from keras_damped.robustness import checks
 from keras_damped.robustness.attacks import logits_fn
@@ -54,6 +55,7 @@ def evaluate(models, config=None, progress=True, **settings):
         if old in settings:
             raise TypeError(f"evaluate's {old}= was renamed {new}=.")
     config = dataclasses.replace(config or EvalConfig(), **settings).validate()
+    started = time.monotonic(), time.process_time()
     named = named_models(models)
     _check_models(named, dataset_input_shape(config.dataset), config)
     norms = {
@@ -71,6 +73,11 @@ def evaluate(models, config=None, progress=True, **settings):
     data = {
         "settings": _settings_record(config, test, norms),
         "versions": library_versions(),
+        "machine": machine_record(),
+        "seconds": {
+            "wall": round(time.monotonic() - started[0], 1),
+            "cpu": round(time.process_time() - started[1], 1),
+        },
         "models": results,
     }
     attack = _example_attack(config)

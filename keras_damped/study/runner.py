@@ -293,7 +293,7 @@ def _run_all(config, runs, jobs, log):
                 command = [sys.executable, "-m", "keras_damped.study.worker"]
                 process = subprocess.Popen(
                     [*command, config.out, model, str(seed)],
-                    env=dict(os.environ, _KERAS_DAMPED_WORKER="1"),
+                    env=dict(os.environ, _KERAS_DAMPED_QUIET="1"),
                 )
                 running[process] = (model, seed, started)
             for process in [p for p in running if p.poll() is not None]:

@@ -12,6 +12,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from keras_damped import _onednn
 from keras_damped._versions import library_versions
 from keras_damped._versions import machine_record
 from keras_damped.data.pipeline import dataset_info
@@ -76,10 +77,12 @@ def resolve_jit_compile(setting, replicas=1):
     return _jit_decision(setting, replicas)[0]
 
 
-def _jit_decision(setting, replicas=1):
-    """(use XLA?, the reason, for the run's config.json)."""
+def _jit_decision(setting, replicas=1, flags=None):
+    """(use XLA?, the reason, for the run's config.json); `flags`: the CPU's
+    feature flags (default: this CPU's)."""
     from keras_damped._versions import cpu_flags
 
+    flags = cpu_flags() if flags is None else flags
     accelerator = tf.config.list_physical_devices(
         "GPU"
     ) or tf.config.list_logical_devices("TPU")
@@ -95,7 +98,7 @@ def _jit_decision(setting, replicas=1):
         return True, "auto: XLA on an accelerator"
     if replicas > 1:
         return False, "auto: graph mode for CPU replicas (XLA has no CPU collectives)"
-    if "avx512f" in cpu_flags():
+    if "avx512f" in flags:
         return False, "auto: graph mode on a CPU with AVX-512 (oneDNN is faster)"
     return True, "auto: XLA on a CPU without AVX-512 (XLA is faster)"
 
@@ -302,6 +305,7 @@ def train(config, resume=False, overwrite=False, callbacks=None):
     `callbacks` are extra Keras callbacks, added after the run's own.
     """
     config.validate()
+    _onednn.warn_once(logger.warning)
     info = dataset_info(config.dataset)
     strategy = make_strategy(config.distribute)
     jit, jit_reason = _jit_decision(config.jit_compile, strategy.num_replicas_in_sync)
