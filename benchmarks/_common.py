@@ -23,19 +23,17 @@ if str(REPO) not in sys.path:
 
 
 def start_tensorflow():
-    """Imports TensorFlow without its harmless start-up notices.
+    """Imports TensorFlow as the `keras-damped` command does: keras_damped
+    first, which turns TensorFlow's oneDNN kernels on where they pay
+    (keras_damped/_onednn.py; a TF_ENABLE_ONEDNN_OPTS already set is kept)
+    and starts TensorFlow without its harmless start-up notices."""
+    import os
 
-    Loads `keras_damped/_quiet.py` by path: importing the package first
-    would import Keras, and TensorFlow with it, before the filter is on.
-    """
-    import importlib.util
+    os.environ["_KERAS_DAMPED_QUIET"] = "1"
+    import keras_damped  # noqa: F401, I001 (first: it sets up TensorFlow)
+    import tensorflow as tf
 
-    spec = importlib.util.spec_from_file_location(
-        "_keras_damped_quiet", REPO / "keras_damped" / "_quiet.py"
-    )
-    quiet = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quiet)
-    return quiet.import_tensorflow_quietly()
+    return tf
 
 
 def parser(description, name):
@@ -77,6 +75,55 @@ def in_fresh_process(script, argv):
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
     lines = [ln for ln in result.stdout.splitlines() if ln.startswith(ROW_MARK)]
     return [json.loads(line[len(ROW_MARK) :]) for line in lines]
+
+
+# AVX2 on an AVX-512 machine: oneDNN (in TensorFlow and in PyTorch) capped
+# to AVX2 code, XLA's CPU code generation too, and PyTorch's own kernels.
+# TensorFlow's Eigen kernels in the PyPI wheel are built for one instruction
+# set on every CPU, so they need no cap. TensorFlow's default oneDNN state
+# on a real AVX2 CPU is off: give TF_ENABLE_ONEDNN_OPTS=0 for that.
+AVX2_EMULATION = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+XLA_AVX2 = "--xla_cpu_max_isa=AVX2"
+
+
+def emulated_avx2_env(env):
+    """A copy of `env` that makes this machine compute as an AVX2-only CPU."""
+    env = dict(env, **AVX2_EMULATION)
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {XLA_AVX2}".strip()
+    return env
+
+
+# A batch of 32 16-channel 32x32 images: PyTorch leaves smaller ones to
+# its own kernels.
+ONEDNN_ISA_CHECK = {
+    "tensorflow": (
+        "import keras_damped, tensorflow as tf;"
+        "tf.nn.conv2d(tf.ones((32, 32, 32, 16)), tf.ones((3, 3, 16, 16)), 1, 'SAME')"
+    ),
+    "torch": (
+        "import torch;"
+        "torch.nn.functional.conv2d("
+        "torch.ones(32, 16, 32, 32), torch.ones(16, 16, 3, 3), padding=1)"
+    ),
+}
+
+
+def onednn_isa(framework, env):
+    """The instruction set oneDNN ran a convolution with in a fresh process
+    of `framework` under `env`, and its kernel (from ONEDNN_VERBOSE), or None
+    where oneDNN did not run it: the proof that an emulation takes effect."""
+    result = subprocess.run(
+        [sys.executable, "-c", ONEDNN_ISA_CHECK[framework]],
+        capture_output=True,
+        text=True,
+        env=dict(env, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1"),
+    )
+    lines = result.stdout.splitlines()
+    isa = [ln.split("isa:", 1)[1] for ln in lines if ",info,cpu,isa:" in ln]
+    ran = [ln for ln in lines if ",exec,cpu,convolution," in ln]
+    if not (isa and ran):
+        return None
+    return f"{isa[0]} ({ran[0].split(',convolution,')[1].split(',')[0]})"
 
 
 def positive(name, value):

@@ -14,10 +14,17 @@ batch 128 of 32x32x3, the paper's SGD (momentum 0.9, coupled weight decay
 
 Each configuration runs in a fresh process, in rounds whose order rotates;
 a row is the median over rounds of each process's median of `--steps`
-timed steps after 2 warm-up steps (the first compiles). `auto` is the
-configuration `--jit-compile auto` chooses on this machine.
+timed steps after 2 warm-up steps (the first compiles); its ratio to the
+reference is the median of the per-round ratios. The oneDNN column is the
+state TensorFlow ran with and why (keras_damped/_onednn.py); `--onednn
+both` times graph and XLA with oneDNN off and on. `auto` marks the
+configuration `--jit-compile auto` chooses on the CPU measured.
+`--emulate-avx2` makes an AVX-512 machine compute as an AVX2-only one
+(oneDNN, XLA and PyTorch capped to AVX2; the record keeps the instruction
+set oneDNN reported in each framework, the proof that the cap took).
 
     python benchmarks/frameworks.py            # in_resnet20 and in_resnet110
+    python benchmarks/frameworks.py --onednn both --emulate-avx2
     python benchmarks/frameworks.py --quick    # in_resnet14, 1 round, 2 steps
 """
 
@@ -120,33 +127,88 @@ def torch_step(depth, batch_size, threads):
 
 
 def measure(model_name, config, args):
-    """One configuration, in this process: ms per training step."""
+    """One configuration, in this process: ms per training step, and the
+    oneDNN state TensorFlow ran with."""
+    onednn = None
     if config == "torch":
         step = torch_step(DEPTHS[model_name], args.batch_size, os.cpu_count())
     else:
         if config != "jax":
             _common.start_tensorflow()
-        step = keras_step(model_name, config, args.batch_size)
+            from keras_damped._onednn import state
+
+            onednn = state()
+        step = keras_step(model_name, config.split("/")[0], args.batch_size)
     step()
     step()
     times = _common.seconds(step, args.steps)
     _common.print_row(
-        {"model": model_name, "config": config, "ms": 1000 * statistics.median(times)}
+        {
+            "model": model_name,
+            "config": config,
+            "ms": 1000 * statistics.median(times),
+            "onednn": onednn,
+        }
     )
 
 
-def in_fresh_process(model_name, config, args):
+def child_env(config, args):
+    """The environment of one configuration's process: the backend, the
+    AVX2 emulation, and for `graph/off`-style configurations the oneDNN
+    state forced through TF_ENABLE_ONEDNN_OPTS."""
     env = dict(os.environ, KERAS_BACKEND="jax" if config == "jax" else "tensorflow")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    if args.emulate_avx2:
+        env = _common.emulated_avx2_env(env)
+    if "/" in config:
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1" if config.endswith("/on") else "0"
+    return env
+
+
+def in_fresh_process(model_name, config, args):
     command = [sys.executable, __file__, "--row", f"{model_name}:{config}"]
     command += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=child_env(config, args)
+    )
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
     for line in result.stdout.splitlines():
         if line.startswith(_common.ROW_MARK):
-            return json.loads(line[len(_common.ROW_MARK) :])["ms"]
+            return json.loads(line[len(_common.ROW_MARK) :])
     raise SystemExit(f"{' '.join(command)} printed no row")
+
+
+def configurations(args):
+    """The configurations to time: TensorFlow graph and XLA (in both oneDNN
+    states with `--onednn both`), JAX, and PyTorch where it is installed."""
+    if args.onednn == "both":
+        configs = ["graph/off", "graph/on", "xla/off", "xla/on", "jax"]
+    else:
+        configs = ["graph", "xla", "jax"]
+    if importlib.util.find_spec("torch") is not None:
+        configs.append("torch")
+    return configs
+
+
+def auto_choice(args):
+    """(`--jit-compile auto`'s configuration on the CPU measured, its rule):
+    under `--emulate-avx2` the rule sees the CPU's flags without AVX-512."""
+    from keras_damped._versions import cpu_flags
+    from keras_damped.training.loop import _jit_decision
+
+    flags = cpu_flags()
+    if args.emulate_avx2:
+        flags = {f for f in flags if not f.startswith(("avx512", "amx", "avx_vnni"))}
+    xla, rule = _jit_decision("auto", flags=flags)
+    return "xla" if xla else "graph", rule
+
+
+def onednn_cell(row):
+    state = row.get("onednn")
+    if state is None:
+        return "n/a"
+    return f"{'on' if state['enabled'] else 'off'} ({state['reason']})"
 
 
 def main():
@@ -154,10 +216,24 @@ def main():
     p.add_argument("--models", default="in_resnet20,in_resnet110")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=8, help="timed steps per process")
+    p.add_argument(
+        "--onednn",
+        choices=("default", "both"),
+        default="default",
+        help="TensorFlow's oneDNN state: as keras_damped leaves it (default), "
+        "or each TensorFlow configuration with oneDNN off and on",
+    )
+    p.add_argument(
+        "--emulate-avx2",
+        action="store_true",
+        help="compute as an AVX2-only CPU: oneDNN (TensorFlow's and "
+        "PyTorch's), XLA and PyTorch's kernels capped to AVX2",
+    )
     p.add_argument("--row", help=argparse.SUPPRESS)  # model:config, one process
     args = p.parse_args()
     if args.row:
-        measure(*args.row.split(":"), args)
+        model_name, config = args.row.split(":")
+        measure(model_name, config, args)
         return
     models = args.models.split(",")
     unknown = [m for m in models if m not in DEPTHS]
@@ -165,66 +241,102 @@ def main():
         p.error(f"unknown --models {unknown}; expected names among {list(DEPTHS)}")
     if args.quick:
         models, args.rounds, args.steps = ["in_resnet14"], 1, 2
-    configs = [c for c in CONFIGS if c != "torch"]
-    if importlib.util.find_spec("torch") is not None:
-        configs.append("torch")
+    configs = configurations(args)
     _common.start_tensorflow()
-    from keras_damped.training.loop import _jit_decision
-
-    auto_xla, rule = _jit_decision("auto")
-    auto = "xla" if auto_xla else "graph"
-    ms = {(m, c): [] for m in models for c in configs}
+    auto, rule = auto_choice(args)
+    env = child_env("graph", args)
+    isa = {
+        fw: _common.onednn_isa(fw, env)
+        for fw in ("tensorflow", "torch")
+        if fw == "tensorflow" or "torch" in configs
+    }
+    runs = {(m, c): [] for m in models for c in configs}
     begin = time.perf_counter()
     for r in range(args.rounds):
         for model_name in models:
             order = configs[r % len(configs) :] + configs[: r % len(configs)]
             for config in order:
-                ms[model_name, config].append(
+                runs[model_name, config].append(
                     in_fresh_process(model_name, config, args)
                 )
                 print(
                     f"round {r + 1}: {model_name} {config} "
-                    f"{ms[model_name, config][-1]:.0f} ms/step",
+                    f"{runs[model_name, config][-1]['ms']:.0f} ms/step",
                     flush=True,
                 )
-    reference = "torch" if "torch" in configs else "graph"
+    reference = "torch" if "torch" in configs else configs[0]
     rows, table = [], []
     for model_name in models:
-        median = {c: statistics.median(ms[model_name, c]) for c in configs}
-        row = {
-            "model": model_name,
-            "auto": auto,
-            "images_per_s": {
-                c: round(args.batch_size * 1000 / median[c], 1) for c in configs
-            },
-            "ms_per_step_by_round": {c: ms[model_name, c] for c in configs},
-        }
-        rows.append(row)
-        rate = row["images_per_s"]
-        cells = [model_name]
-        for c in configs:
-            ratio = median[reference] / median[c]
-            cells.append(f"{rate[c]:.1f} ({ratio:.2f}x)")
-        cells.append(f"{rate[auto]:.1f} ({auto})")
-        table.append(cells)
-    headers = ["model", *(f"{c} img/s" for c in configs), "auto img/s"]
+        for config in configs:
+            ms = [run["ms"] for run in runs[model_name, config]]
+            ref = [run["ms"] for run in runs[model_name, reference]]
+            ratios = [a / b for a, b in zip(ref, ms)]
+            row = {
+                "model": model_name,
+                "config": config,
+                "onednn": runs[model_name, config][-1]["onednn"],
+                "auto": _is_auto(config, auto, runs[model_name, config][-1]),
+                "images_per_s": round(
+                    args.batch_size * 1000 / statistics.median(ms), 1
+                ),
+                "vs_reference": round(statistics.median(ratios), 3),
+                "vs_reference_range": [round(min(ratios), 3), round(max(ratios), 3)],
+                "ms_per_step_by_round": ms,
+            }
+            rows.append(row)
+            low, high = row["vs_reference_range"]
+            table.append(
+                [
+                    model_name,
+                    config.split("/")[0] + (" (auto)" if row["auto"] else ""),
+                    onednn_cell(row),
+                    f"{row['images_per_s']:.1f}",
+                    f"{row['vs_reference']:.2f}x ({low:.2f}-{high:.2f})",
+                ]
+            )
+    headers = ["model", "configuration", "oneDNN", "img/s", f"vs {reference}"]
     record = {
         "machine": _common.machine(),
+        "emulated_avx2": args.emulate_avx2,
+        "onednn_isa": isa,
         "batch_size": args.batch_size,
         "rounds": args.rounds,
         "steps": args.steps,
         "reference": reference,
+        "auto": auto,
         "auto_rule": rule,
         "torch": _torch_version(),
         "seconds": round(time.perf_counter() - begin, 1),
         "rows": rows,
     }
+    cpu = "emulated AVX2-only CPU" if args.emulate_avx2 else "this CPU"
     _common.save(
         args.out,
         record,
         _common.markdown_table(headers, table),
-        f"Training throughput by framework (ratios to {reference})",
+        f"Training throughput by framework on {cpu} (ratio to {reference}: "
+        "median over rounds of the per-round ratio, min-max in brackets); "
+        f"oneDNN ISA: {isa}; auto: {rule}",
     )
+
+
+def _is_auto(config, auto, run):
+    """Whether `config` is what `--jit-compile auto` runs: its mode with the
+    oneDNN state keras_damped gives TensorFlow on this CPU."""
+    mode = config.split("/")[0]
+    if mode != auto:
+        return False
+    if "/" not in config:
+        return True
+    return run["onednn"]["enabled"] == _default_onednn_enabled()
+
+
+def _default_onednn_enabled():
+    """The oneDNN state keras_damped leaves TensorFlow in here (this parent
+    process applies the switch with no user setting, or the user's)."""
+    from keras_damped._onednn import state
+
+    return state()["enabled"]
 
 
 def _torch_version():
