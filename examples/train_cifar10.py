@@ -1,6 +1,6 @@
 """Train ResNet-110, In-ResNet-110 and lambda-In-ResNet-110 on CIFAR-10.
 
-The paper's full protocol (PAPER.md section 4): SGD with momentum 0.9,
+The paper's full protocol (docs/paper.md section 4): SGD with momentum 0.9,
 coupled weight decay 1e-4 on every weight (the damping weights included),
 batch 128, learning rate 0.1 divided by 10 after epochs 80 and 120 of 160,
 reflect-pad-2 random crops and horizontal flips. Each model writes its own

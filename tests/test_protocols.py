@@ -1,6 +1,6 @@
 """The authors' evaluation protocols against a NumPy replay of their scripts.
 
-The reference below is written from the four differences of PAPER.md
+The reference below is written from the four differences of docs/paper.md
 section 5 (eps and step in normalised units or divided by std, the clamp of
 the normalised tensor, PGD's ball centred at its random start, per-file
 noise standardisation), in float64 with the gradient of a linear softmax

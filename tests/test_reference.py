@@ -67,7 +67,7 @@ STRIDED = [
 @pytest.mark.parametrize("size", [8, 7, 28])
 @pytest.mark.parametrize("name,make", STRIDED, ids=[s[0] for s in STRIDED])
 def test_strided_blocks_pad_one_pixel_on_every_side(name, make, size, rng):
-    """PAPER.md section 3: padding=1 at stride 2, also on even sizes."""
+    """docs/paper.md section 3: padding=1 at stride 2, also on even sizes."""
     keras.config.set_dtype_policy("float64")
     block = make()
     block.build((2, size, size, 4))

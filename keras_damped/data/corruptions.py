@@ -1,7 +1,7 @@
 """The CIFAR-10-C noise group as seeded TensorFlow functions.
 
 Parameters and quantisation follow Hendrycks & Dietterich (2019) for 32x32
-images (PAPER.md section 5): each corruption works on x in [0, 1] and the
+images (docs/paper.md section 5): each corruption works on x in [0, 1] and the
 result is stored as `uint8(clip(corrupt(x), 0, 1) * 255)`, a truncation.
 """
 

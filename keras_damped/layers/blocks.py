@@ -149,7 +149,7 @@ class _PreActivationBlock(keras.layers.Layer):
         damped = self._add_kwargs != {"variant": "fixed", "value": 0.0}
         if self.has_projection and damped:
             raise ValueError(
-                "Only blocks with an identity shortcut are damped (PAPER.md "
+                "Only blocks with an identity shortcut are damped (docs/paper.md "
                 f"section 2); block {self.name!r} needs a projection shortcut "
                 f"(input channels {input_shape[-1]} -> {self.out_channels}, "
                 f"stride {self.stride}). Use damping=None for it. "

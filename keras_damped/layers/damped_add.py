@@ -11,7 +11,7 @@ from keras import regularizers
 VARIANTS = ("in", "lambda_in", "fixed")
 
 # Initial ranges of the raw weight k used by the reference implementation
-# (PAPER.md section 2): lambda starts in [0.20, 0.25] for both variants.
+# (docs/paper.md section 2): lambda starts in [0.20, 0.25] for both variants.
 _DEFAULT_K_RANGE = {"in": (0.75, 0.80), "lambda_in": (0.20, 0.25)}
 
 

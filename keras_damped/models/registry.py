@@ -8,7 +8,7 @@ from keras_damped.models.resnext import DampedResNeXt
 _VARIANT_PREFIXES = {"": None, "in_": "in", "lambda_in_": "lambda_in"}
 _PRESETS = {}
 # Initial range of the raw damping weight k of the 164-layer bottleneck
-# models, from the reference's notes (PAPER.md section 2). Every other
+# models, from the reference's notes (docs/paper.md section 2). Every other
 # preset uses DampedAdd's default: U(0.75, 0.80) for In, U(0.20, 0.25) for
 # lambda-In.
 K_RANGES_164 = {"in": (0.8, 0.9), "lambda_in": (0.1, 0.2)}

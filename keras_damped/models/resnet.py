@@ -57,7 +57,7 @@ def DampedResNet(
     1, 2, 2; head BN-ReLU-global average pool-Dense. Every block whose
     shortcut is the identity, except the first block of each stage, merges
     with `DampedAdd` according to `damping`; the others are plain residual
-    blocks (PAPER.md section 2).
+    blocks (docs/paper.md section 2).
 
     Args:
         depth: 6n+2 with basic blocks, 9n+2 with bottleneck blocks.

@@ -1,6 +1,6 @@
 """Study commands that reproduce published settings (shown in the README)."""
 
-# The paper's CIFAR-10 setting (PAPER.md sections 4-5): the ResNet-110
+# The paper's CIFAR-10 setting (docs/paper.md sections 4-5): the ResNet-110
 # family, 160 epochs with the learning rate divided by 10 at epochs 80 and
 # 120 (SGD, momentum 0.9, coupled weight decay 1e-4, batch 128, pad-2 reflect
 # crop and flip), evaluated on the full test set with the CIFAR-10-C noise

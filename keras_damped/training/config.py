@@ -15,7 +15,7 @@ from keras_damped.validators import positive_int
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 JIT_CHOICES = ("auto", "on", "off")
 DISTRIBUTE_CHOICES = ("none", "mirrored", "multi_worker")
-# The reference protocol (PAPER.md section 4).
+# The reference protocol (docs/paper.md section 4).
 PAPER_PROTOCOL = {
     "batch_size": 128,
     "lr": 0.1,
