@@ -22,9 +22,24 @@ example starts correct and (as the table's `fooled` column shows) stays so:
 APGD, which stops working on an example once it is misclassified, does the
 full work here.
 
+`--onednn both` answers another question, what TensorFlow's oneDNN
+kernels do for an evaluation: the same measurement in fresh processes with
+oneDNN off and on (TF_ENABLE_ONEDNN_OPTS), alternating over `--rounds`;
+the table gives each state's images/s of our attacks and the on/off ratio
+(median over rounds). With `--emulate-avx2` this machine computes as an
+AVX2-only CPU (see benchmarks/_common.py), where TensorFlow's own default is
+off and keras_damped turns it on: the before and after of that switch.
+
     python benchmarks/attack_speed.py
     python benchmarks/attack_speed.py --quick
+    python benchmarks/attack_speed.py --onednn both --emulate-avx2
 """
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
 
 import _common
 
@@ -117,6 +132,93 @@ def speedup_cell(row, key):
     return f"{row[f'{key}_speedup']}x ({low}-{high})"
 
 
+def onednn_before_after(args):
+    """Our attacks' images/s with oneDNN off and on, each state in fresh
+    processes, the states alternating over `args.rounds`."""
+    argv = ["--model", args.model, "--steps", str(args.steps)]
+    argv += ["--repeats", str(args.repeats), "--batch-size", str(args.batch_size)]
+    attacks = [a for a in args.attacks.split(",") if a != "apgd_ce"]
+    argv += ["--attacks", ",".join(attacks)]
+    env = dict(os.environ)
+    if args.emulate_avx2:
+        env = _common.emulated_avx2_env(env)
+    runs = {"0": [], "1": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for r in range(args.rounds):
+            for state in ("0", "1") if r % 2 == 0 else ("1", "0"):
+                out = os.path.join(folder, f"r{r}_{state}")
+                command = [sys.executable, __file__, *argv, "--out", out]
+                result = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    env=dict(env, TF_ENABLE_ONEDNN_OPTS=state),
+                )
+                if result.returncode != 0:
+                    raise SystemExit(f"{command} failed:\n{result.stderr[-3000:]}")
+                with open(out + ".json") as f:
+                    runs[state].append(json.load(f))
+                print(f"round {r + 1}: oneDNN {'on' if state == '1' else 'off'}")
+    rows = []
+    for i, row in enumerate(runs["0"][0]["rows"]):
+        out = {"attack": row["attack"]}
+        for key in ("ours_graph", "ours_xla", "eager_cleverhans"):
+            off = [run["rows"][i][key] for run in runs["0"]]
+            on = [run["rows"][i][key] for run in runs["1"]]
+            ratios = [b / a for a, b in zip(off, on)]
+            out[key] = {
+                "off": _common.median(off),
+                "on": _common.median(on),
+                "on_vs_off": round(_common.median(ratios), 3),
+                "range": [round(min(ratios), 3), round(max(ratios), 3)],
+            }
+        rows.append(out)
+    record = {
+        "machine": _common.machine(),
+        "emulated_avx2": args.emulate_avx2,
+        "onednn_isa": _common.onednn_isa("tensorflow", env),
+        "settings": {
+            "model": args.model,
+            "batch_size": args.batch_size,
+            "eps": "8/255",
+            "rounds": args.rounds,
+            "repeats": args.repeats,
+        },
+        "onednn_states": {
+            "off": runs["0"][0]["machine"]["onednn"],
+            "on": runs["1"][0]["machine"]["onednn"],
+        },
+        "rows": rows,
+    }
+    table = _common.markdown_table(
+        ["attack", "path", "oneDNN off img/s", "oneDNN on img/s", "on / off"],
+        [
+            [
+                r["attack"],
+                label,
+                r[key]["off"],
+                r[key]["on"],
+                f"{r[key]['on_vs_off']}x ({r[key]['range'][0]}-{r[key]['range'][1]})",
+            ]
+            for r in rows
+            for key, label in (
+                ("ours_graph", "ours (graph)"),
+                ("ours_xla", "ours (XLA)"),
+                ("eager_cleverhans", "eager CleverHans"),
+            )
+        ],
+    )
+    cpu = "an emulated AVX2-only CPU" if args.emulate_avx2 else "this CPU"
+    title = (
+        f"Attack speed with TensorFlow's oneDNN off and on, on {cpu}: "
+        f"{args.model}, batch {args.batch_size}, eps 8/255, {args.rounds} rounds "
+        f"of fresh processes (states alternating), {args.repeats} calls each; "
+        f"ratio = median of per-round ratios (min-max); oneDNN ISA "
+        f"{record['onednn_isa']}"
+    )
+    _common.save(args.out, record, table, title)
+
+
 def main():
     p = _common.parser(__doc__.splitlines()[0], "attack_speed")
     p.add_argument("--model", default="in_resnet20")
@@ -126,9 +228,22 @@ def main():
         "--apgd-steps", type=int, default=100, help="iterations of APGD-CE vs PGD"
     )
     p.add_argument("--attacks", default="pgd,fgsm,apgd_ce")
+    p.add_argument(
+        "--onednn",
+        choices=("default", "both"),
+        default="default",
+        help="both: our attacks with TensorFlow's oneDNN off and on",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="rounds of --onednn both")
+    p.add_argument(
+        "--emulate-avx2",
+        action="store_true",
+        help="compute as an AVX2-only CPU (with --onednn both)",
+    )
     args = p.parse_args()
     if args.quick:
         args.repeats = 2
+        args.rounds = 1
     for name in ("steps", "apgd_steps", "repeats", "batch_size"):
         _common.positive(name, getattr(args, name))
     attacks = args.attacks.split(",")
@@ -136,6 +251,11 @@ def main():
     bad = [a for a in attacks if a not in known]
     if bad:
         raise SystemExit(f"Unknown --attacks {bad}. Expected some of {known}.")
+    if args.onednn == "both":
+        _common.positive("rounds", args.rounds)
+        return onednn_before_after(args)
+    if args.emulate_avx2:
+        raise SystemExit("--emulate-avx2 goes with --onednn both.")
     tf = _common.start_tensorflow()
     import keras
 

@@ -7,7 +7,7 @@ batch 128 of 32x32x3, the paper's SGD (momentum 0.9, coupled weight decay
 * `graph`: keras_damped on TensorFlow, graph mode (`--jit-compile off`);
 * `xla`: keras_damped on TensorFlow with XLA (`--jit-compile on`);
 * `jax`: the same keras_damped model on Keras' JAX backend (jit);
-* `torch`: a PyTorch twin written here from PAPER.md (NCHW, `padding=1`,
+* `torch`: a PyTorch twin written here from docs/paper.md (NCHW, `padding=1`,
   `torch.optim.SGD(momentum=0.9, weight_decay=1e-4)`), the framework of
   the authors' code; measured only where PyTorch is installed
   (`pip install torch`; not a dependency of keras_damped).
@@ -181,34 +181,43 @@ def in_fresh_process(model_name, config, args):
 
 def configurations(args):
     """The configurations to time: TensorFlow graph and XLA (in both oneDNN
-    states with `--onednn both`), JAX, and PyTorch where it is installed."""
-    if args.onednn == "both":
-        configs = ["graph/off", "graph/on", "xla/off", "xla/on", "jax"]
-    else:
-        configs = ["graph", "xla", "jax"]
-    if importlib.util.find_spec("torch") is not None:
-        configs.append("torch")
+    states with `--onednn both`), JAX, and PyTorch where it is installed;
+    `--configs` keeps some of them."""
+    kinds = args.configs.split(",") if args.configs else list(CONFIGS)
+    unknown = [k for k in kinds if k not in CONFIGS]
+    if unknown:
+        raise SystemExit(
+            f"Unknown --configs {unknown}. Expected some of {list(CONFIGS)}."
+        )
+    configs = []
+    for kind in kinds:
+        if kind in ("graph", "xla") and args.onednn == "both":
+            configs += [f"{kind}/off", f"{kind}/on"]
+        elif kind != "torch" or importlib.util.find_spec("torch") is not None:
+            configs.append(kind)
     return configs
 
 
-def auto_choice(args):
-    """(`--jit-compile auto`'s configuration on the CPU measured, its rule):
-    under `--emulate-avx2` the rule sees the CPU's flags without AVX-512."""
-    from keras_damped._versions import cpu_flags
+def auto_choice():
+    """(`--jit-compile auto`'s configuration, its rule) with the oneDNN state
+    keras_damped gives TensorFlow on the CPU measured (an emulated AVX2 one
+    included: there keras_damped turns oneDNN on)."""
     from keras_damped.training.loop import _jit_decision
 
-    flags = cpu_flags()
-    if args.emulate_avx2:
-        flags = {f for f in flags if not f.startswith(("avx512", "amx", "avx_vnni"))}
-    xla, rule = _jit_decision("auto", flags=flags)
+    xla, rule = _jit_decision("auto", onednn=_default_onednn_enabled())
     return "xla" if xla else "graph", rule
 
 
 def onednn_cell(row):
+    """The oneDNN state: forced by this benchmark (`graph/on`, ...), or as
+    keras_damped left it, with the reason."""
     state = row.get("onednn")
     if state is None:
         return "n/a"
-    return f"{'on' if state['enabled'] else 'off'} ({state['reason']})"
+    value = "on" if state["enabled"] else "off"
+    if "/" in row["config"]:
+        return f"{value} (forced)"
+    return f"{value} ({state['reason']})"
 
 
 def main():
@@ -216,6 +225,12 @@ def main():
     p.add_argument("--models", default="in_resnet20,in_resnet110")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=8, help="timed steps per process")
+    p.add_argument(
+        "--configs",
+        default=None,
+        help=f"comma-separated, some of {','.join(CONFIGS)} (default: all; "
+        "torch where it is installed)",
+    )
     p.add_argument(
         "--onednn",
         choices=("default", "both"),
@@ -243,7 +258,7 @@ def main():
         models, args.rounds, args.steps = ["in_resnet14"], 1, 2
     configs = configurations(args)
     _common.start_tensorflow()
-    auto, rule = auto_choice(args)
+    auto, rule = auto_choice()
     env = child_env("graph", args)
     isa = {
         fw: _common.onednn_isa(fw, env)

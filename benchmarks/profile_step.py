@@ -9,14 +9,23 @@ and sums the time of the kernels by op type: TensorFlow ops in graph mode
 threads may overlap, so the percentages are of summed kernel time. The
 trace stays in `--logdir` for `tensorboard --logdir` (profile plugin).
 
+`--what torch_train` profiles the PyTorch twin's training step of
+`benchmarks/frameworks.py` (`--model` in_resnet20 or in_resnet110) with
+`torch.profiler`, summed by ATen op (self CPU time), for the same
+comparison op by op. `--emulate-avx2` runs either as on an AVX2-only CPU
+(oneDNN and PyTorch capped to AVX2; see benchmarks/_common.py).
+
     python benchmarks/profile_step.py --model in_resnet110 --precision mixed_bfloat16
     python benchmarks/profile_step.py --model in_resnet110 --jit-compile on
     python benchmarks/profile_step.py --what pgd --model in_resnet20 --steps 20
+    python benchmarks/profile_step.py --what torch_train --model in_resnet110
 """
 
 import collections
+import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -100,14 +109,39 @@ def profile(what, model_name, precision, jit, batch_size, steps, logdir):
     return step_s, kernel_times(logdir, calls * per_call)
 
 
+def torch_profile(model_name, batch_size, steps):
+    """Seconds per step and {ATen op: (self CPU ms per step, calls per step)}
+    of the PyTorch twin's training step."""
+    import torch
+    from frameworks import DEPTHS
+    from frameworks import torch_step
+
+    step = torch_step(DEPTHS[model_name], batch_size, os.cpu_count())
+    for _ in range(2):
+        step()
+    step_s = _common.median(_common.seconds(step, 3))
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities) as trace:
+        for _ in range(steps):
+            step()
+    events = sorted(trace.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    return step_s, {
+        e.key: (e.self_cpu_time_total / 1000 / steps, e.count / steps)
+        for e in events
+        if e.self_cpu_time_total > 0
+    }
+
+
 def main():
     p = _common.parser(__doc__.splitlines()[0], "profile")
     p.add_argument(
         "--what",
         default="train",
-        choices=("train", "pgd", "pgd_eager"),
-        help="a training step, or one iteration of PGD (ours or eager CleverHans)",
+        choices=("train", "pgd", "pgd_eager", "torch_train"),
+        help="a training step, one iteration of PGD (ours or eager "
+        "CleverHans), or the PyTorch twin's training step",
     )
+    p.add_argument("--emulate-avx2", action="store_true", help="as on an AVX2-only CPU")
     p.add_argument("--model", default="in_resnet110")
     p.add_argument(
         "--precision",
@@ -122,6 +156,9 @@ def main():
     if args.quick:
         args.model, args.steps = "in_resnet20", 1
     _common.positive("steps", args.steps)
+    if args.emulate_avx2 and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
+        env = _common.emulated_avx2_env(os.environ)
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
     _common.start_tensorflow()
     from keras_damped import list_models
 
@@ -131,12 +168,21 @@ def main():
             f"Received: --model {args.model}"
         )
     jit = args.jit_compile == "on"
-    logdir = args.logdir or tempfile.mkdtemp(prefix="keras_damped_profile_")
-    step_s, times = profile(
-        args.what, args.model, args.precision, jit, args.batch_size, args.steps, logdir
-    )
-    if not args.logdir:
-        shutil.rmtree(logdir)
+    if args.what == "torch_train":
+        step_s, times = torch_profile(args.model, args.batch_size, args.steps)
+    else:
+        logdir = args.logdir or tempfile.mkdtemp(prefix="keras_damped_profile_")
+        step_s, times = profile(
+            args.what,
+            args.model,
+            args.precision,
+            jit,
+            args.batch_size,
+            args.steps,
+            logdir,
+        )
+        if not args.logdir:
+            shutil.rmtree(logdir)
     total = sum(ms for ms, _ in times.values())
     rows = [
         [kind, f"{ms:.1f}", f"{100 * ms / total:.1f}%", f"{n:g}"]
@@ -150,6 +196,7 @@ def main():
             "precision": args.precision,
             "jit_compile": jit,
             "batch_size": args.batch_size,
+            "emulated_avx2": args.emulate_avx2,
         },
         "step_ms": round(1000 * step_s, 1),
         "kernel_ms_per_step": {k: round(ms, 2) for k, (ms, _) in times.items()},
@@ -158,8 +205,15 @@ def main():
         "train": "training step",
         "pgd": "PGD iteration (ours)",
         "pgd_eager": "PGD iteration (eager CleverHans)",
+        "torch_train": "training step of the PyTorch twin",
     }[args.what]
-    mode = "eager" if args.what == "pgd_eager" else "XLA" if jit else "graph mode"
+    mode = (
+        "eager"
+        if args.what in ("pgd_eager", "torch_train")
+        else ("XLA" if jit else "graph mode")
+    )
+    if args.emulate_avx2:
+        mode += ", emulated AVX2-only CPU"
     title = (
         f"Profile: {args.model} {step_name}, batch {args.batch_size}, "
         f"{args.precision}, {mode}: "

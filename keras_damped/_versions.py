@@ -6,6 +6,8 @@ import platform
 import sys
 
 PACKAGES = ("keras", "tensorflow", "tensorflow-datasets", "cleverhans")
+# The CPU flags that decide which kernels run (oneDNN, XLA, Eigen).
+VECTOR_FLAGS = ("sse4", "avx", "fma", "amx", "f16c")
 
 
 def library_versions():
@@ -56,5 +58,6 @@ def machine_record():
         "avx512": "avx512f" in flags,
         "avx2": "avx2" in flags,
         "cpu_bf16": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
+        "vector_flags": sorted(f for f in flags if f.startswith(VECTOR_FLAGS)),
         "onednn": _onednn.state(),
     }

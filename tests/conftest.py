@@ -4,7 +4,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # The tests check results, not speed: XLA's lowest LLVM optimisation level
 # compiles the deep presets' training steps about a quarter faster.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# Added to flags already set (an AVX2 emulation's --xla_cpu_max_isa).
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
 # Two xdist workers share the two cores: one thread per TensorFlow operation
 # in each (and in every process a test starts, which inherits it, so a run
 # killed in a subprocess and its straight twin here still compute alike).

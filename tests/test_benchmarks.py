@@ -115,6 +115,24 @@ def test_attack_speed_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_attack_speed_onednn_before_and_after_on_an_emulated_avx2_cpu(tmp_path):
+    flags = ["--batch-size", "8", "--steps", "2", "--onednn", "both"]
+    record, table = run_benchmark("attack_speed", tmp_path, *flags, "--emulate-avx2")
+    assert [r["attack"] for r in record["rows"]] == ["PGD-2", "FGSM"]
+    states = record["onednn_states"]
+    assert states["off"]["enabled"] is False and states["on"]["enabled"] is True
+    assert record["emulated_avx2"] and record["onednn_isa"].startswith("Intel AVX2")
+    for row in record["rows"]:
+        for key in ("ours_graph", "ours_xla", "eager_cleverhans"):
+            cell = row[key]
+            assert positive(cell["off"]) and positive(cell["on"])
+            low, high = cell["range"]
+            assert low <= cell["on_vs_off"] <= high
+            assert cell["on_vs_off"] == pytest.approx(cell["on"] / cell["off"], 1e-2)
+    assert "| PGD-2 | ours (graph) |" in table
+
+
+@pytest.mark.slow
 def test_precision_check_quick(tmp_path):
     record, _ = run_benchmark("precision_check", tmp_path)
     reference, bf16 = record["rows"]
@@ -187,7 +205,7 @@ def test_frameworks_quick_in_both_onednn_states_on_an_emulated_avx2_cpu(tmp_path
     assert sum(row["auto"] for row in rows.values()) == 1
     assert record["reference"] == ("torch" if record["torch"] else "graph/off")
     assert rows[record["reference"]]["vs_reference"] == 1.0
-    assert "| in_resnet14 | graph | off (set by the user" in table
+    assert "| in_resnet14 | graph | off (forced) |" in table
     assert record["auto_rule"].startswith("auto:")
 
 

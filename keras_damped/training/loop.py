@@ -59,30 +59,31 @@ class TrainResult:
 
 
 def resolve_jit_compile(setting, replicas=1):
-    """`auto` compiles with XLA on GPUs and TPUs, and on CPUs without AVX-512
-    when one replica trains (`replicas`: the strategy's replicas in sync).
+    """`auto` compiles with XLA on GPUs and TPUs, and on CPUs where
+    TensorFlow's oneDNN kernels are off, when one replica trains
+    (`replicas`: the strategy's replicas in sync).
 
     The rule comes from measurements of in_resnet20 and in_resnet110
-    training steps on the CPU kinds this project runs on (README,
-    Performance: `benchmarks/throughput.py`). With AVX-512, oneDNN's native
-    NHWC convolutions make TensorFlow's graph mode 1.25-1.4x faster than
-    XLA's CPU backend, which spends half of its kernel time in layout
-    transposes; on an AVX2-only EPYC the order flips and XLA is 1.16x
-    (depth 20) to 1.5x (depth 110) faster than graph mode. Several CPU
-    replicas (`mirrored` over CPU devices, `multi_worker`) train in graph
-    mode: TensorFlow's XLA has no CPU collectives ("Collectives are not yet
-    implemented for CPU devices when compiling with XLA"), so `on` is
-    refused there.
+    training steps (README, Performance: `benchmarks/frameworks.py
+    --onednn both`). With oneDNN on, its native NHWC convolutions make
+    TensorFlow's graph mode faster than XLA's CPU backend, which spends half
+    of its kernel time in layout transposes: 1.3x at both depths on an
+    AVX-512 Xeon, 1.5x on an AVX2-only CPU (emulated). keras_damped turns
+    oneDNN on wherever TensorFlow would leave it off on an x86 CPU
+    (keras_damped/_onednn.py), so graph mode is the CPU default; where
+    oneDNN is off (a user's TF_ENABLE_ONEDNN_OPTS=0, other CPUs) XLA is
+    faster than TensorFlow's Eigen kernels (1.2x at depth 20 on an AVX2
+    EPYC). Several CPU replicas (`mirrored` over CPU devices,
+    `multi_worker`) train in graph mode: TensorFlow's XLA has no CPU
+    collectives ("Collectives are not yet implemented for CPU devices when
+    compiling with XLA"), so `on` is refused there.
     """
     return _jit_decision(setting, replicas)[0]
 
 
-def _jit_decision(setting, replicas=1, flags=None):
-    """(use XLA?, the reason, for the run's config.json); `flags`: the CPU's
-    feature flags (default: this CPU's)."""
-    from keras_damped._versions import cpu_flags
-
-    flags = cpu_flags() if flags is None else flags
+def _jit_decision(setting, replicas=1, onednn=None):
+    """(use XLA?, the reason, for the run's config.json); `onednn`: whether
+    TensorFlow's oneDNN kernels are on (default: this process's state)."""
     accelerator = tf.config.list_physical_devices(
         "GPU"
     ) or tf.config.list_logical_devices("TPU")
@@ -98,9 +99,11 @@ def _jit_decision(setting, replicas=1, flags=None):
         return True, "auto: XLA on an accelerator"
     if replicas > 1:
         return False, "auto: graph mode for CPU replicas (XLA has no CPU collectives)"
-    if "avx512f" in flags:
-        return False, "auto: graph mode on a CPU with AVX-512 (oneDNN is faster)"
-    return True, "auto: XLA on a CPU without AVX-512 (XLA is faster)"
+    if onednn is None:
+        onednn = _onednn.state()["enabled"]
+    if onednn:
+        return False, "auto: graph mode on a CPU with oneDNN on (oneDNN is faster)"
+    return True, "auto: XLA on a CPU with oneDNN off (XLA is faster)"
 
 
 def resolve_precision(setting):
