@@ -200,3 +200,19 @@ def test_registration_refuses_what_it_cannot_use():
             Budget(**{budget: value})
     with pytest.raises(ValueError, match="step_size must be > 0"):
         Budget(step_size=0.0)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "pgd", "mim"])
+def test_the_graph_cache_keeps_xla_and_graph_mode_apart(dense, name):
+    """An attack compiled with XLA on a model and the same attack in graph
+    mode on that model are two graphs (FGSM's cache key once left
+    jit_compile out, so the second reused the first)."""
+    model, x, y = dense
+    fn = logits_fn(model)
+    for jit in (False, True):
+        make_attack(name, fn, Budget(steps=1, jit_compile=jit)).perturb(
+            tf.constant(x), tf.constant(y), 8 / 255, (0, 0)
+        )
+    graphs = fn._keras_damped_graphs.items()
+    modes = {g._jit_compile for key, g in graphs if name in str(key).lower()}
+    assert modes == {False, True}

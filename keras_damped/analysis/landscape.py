@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_damped.robustness.attacks import logits_fn
+from keras_damped.models.logits import logits_fn
 
 DIRECTIONS = ("sign_gradient", "gradient", "random")
 

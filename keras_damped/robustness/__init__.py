@@ -6,7 +6,7 @@ from keras_damped._extras import require
 
 require("robustness", "robustness")
 
-from keras_damped.robustness.attacks import logits_fn
+from keras_damped.models.logits import logits_fn
 from keras_damped.robustness.config import EvalConfig
 from keras_damped.robustness.evaluate import evaluate
 from keras_damped.robustness.registry import Attack

@@ -15,7 +15,7 @@ gradient-masking check's, reuses the first one's graph).
 import numpy as np
 import tensorflow as tf
 
-from keras_damped.models.inspect import model_input
+from keras_damped.models.logits import logits_fn  # noqa: F401 (its old home)
 from keras_damped.robustness.autoattack import STAGES
 from keras_damped.robustness.autoattack import AutoAttackRunner
 from keras_damped.robustness.registry import Attack
@@ -34,71 +34,6 @@ def _signature(x, *extra):
 
 _SCALAR = tf.TensorSpec((), tf.float32)
 _SEED = tf.TensorSpec((2,), tf.int64)
-
-
-def logits_fn(model):
-    """`x -> float32 logits` of a Keras model; see `_logits_fn`.
-
-    One function per model, kept on the model (a cycle the garbage
-    collector frees with it), so that its compiled attack graphs, which are
-    kept on the function, serve every evaluation of the model.
-    """
-    fn = getattr(model, "_keras_damped_logits", None)
-    if fn is None:
-        fn = _logits_fn(model)
-        object.__setattr__(model, "_keras_damped_logits", fn)
-    return fn
-
-
-def _logits_fn(model):
-    """`x -> float32 logits` of a Keras model; refuses or unwraps a softmax head.
-
-    Attacks need logits: the cross-entropy of probabilities saturates and
-    masks gradients. A functional model whose last layer applies a softmax
-    (a `Softmax` layer, an `Activation("softmax")` or a `Dense` with softmax)
-    is evaluated up to the logits before it; any other softmax model is
-    refused with a clear message.
-    """
-    import keras
-
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    is_softmax = isinstance(last, keras.layers.Softmax) or (
-        activation is not None and getattr(activation, "__name__", "") == "softmax"
-    )
-    if not is_softmax:
-        return _with_defined_gradient(lambda x: model(x, training=False))
-    try:
-        inputs = last.input
-        if isinstance(last, (keras.layers.Softmax, keras.layers.Activation)):
-            logits = inputs
-        else:
-            config = dict(
-                last.get_config(), activation=None, name=f"{last.name}_logits"
-            )
-            head = type(last).from_config(config)
-            logits = head(inputs)
-            head.set_weights(last.get_weights())
-        logit_model = keras.Model(model_input(model), logits)
-    except (AttributeError, ValueError) as error:
-        raise ValueError(
-            f"Model {model.name!r} ends in a softmax and its logits cannot be "
-            f"recovered ({error}). Attacks need logits: rebuild the model with "
-            "classifier_activation=None."
-        ) from None
-    return _with_defined_gradient(lambda x: logit_model(x, training=False))
-
-
-def _with_defined_gradient(fn):
-    """float32 logits whose input gradient is zero, never None, when the model
-    blocks it (a gradient-masking defence): the attacks then run, fail, and
-    the sanity checks flag the model instead of CleverHans crashing."""
-
-    def logits(x):
-        out = tf.cast(fn(x), tf.float32)
-        return out + 0.0 * tf.reduce_mean(x)
-
-    return logits
 
 
 class _VariableList(list):
@@ -179,7 +114,7 @@ class FGSM(Attack):
 
         graph = compiled(
             model_fn,
-            "fgsm",
+            ("fgsm", self.budget.jit_compile),
             lambda: tf.function(
                 fgsm,
                 input_signature=_signature(x, _SCALAR),

@@ -5,6 +5,7 @@ import dataclasses
 from keras_damped.data.corruptions import NOISES
 from keras_damped.data.corruptions import SEVERITIES
 from keras_damped.robustness.registry import Budget
+from keras_damped.training.config import JIT_CHOICES
 from keras_damped.validators import choice
 from keras_damped.validators import eps_list
 from keras_damped.validators import finite_number
@@ -16,9 +17,15 @@ NOISE_SOURCES = ("auto", "tfds", "generated")
 _BUDGET = Budget()
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """What `evaluate` measures and how; `validate()` checks it all.
+
+    A config is frozen: `dataclasses.replace(config, ...)` makes a changed
+    copy, and `validate()` returns a new, normalised one. Values derived
+    from others (`protocol_radii()`, `protocol_attack_names()`, `budget()`)
+    are computed when asked, never stored, so a changed copy of a validated
+    config never keeps a stale one.
 
     Radii (`eps`, `attack_eps`, `protocol_eps`, `large_eps`, `step_size`)
     are in pixel units (8/255), each in (0, 255/255].
@@ -45,11 +52,16 @@ class EvalConfig:
         steps, step_size: the iterative attacks' (20 steps of 2/255).
         apgd_steps, target_classes, square_queries: AutoAttack's budget.
         large_eps: the radius of the gradient-masking check (64/255).
-        jit_compile: compile the CleverHans attacks with XLA.
+        jit_compile: "auto", "on" or "off", as for training
+            (`keras_damped.training.resolve_jit_compile`): whether the
+            attacks' graphs are compiled with XLA ("auto": on accelerators
+            and on the CPUs where XLA is faster). True and False are read as
+            "on" and "off".
         protocols: from `PROTOCOLS`: "pixel" runs `attacks` in the standard
             threat model; the authors' protocols replay their scripts.
         protocol_attacks, protocol_eps: the authors' protocols' attacks and
-            stated radii (default: `attacks`, `eps`).
+            stated radii (None: `attacks`, `eps`; see
+            `protocol_attack_names()`, `protocol_radii()`).
         mean, std: the normalisation (pixel units, per channel) of models
             without a `Normalization` layer on their input.
         examples_shown: images kept for the picture grid.
@@ -79,7 +91,7 @@ class EvalConfig:
     target_classes: int = _BUDGET.target_classes
     square_queries: int = _BUDGET.square_queries
     large_eps: float = 64 / 255
-    jit_compile: bool = False
+    jit_compile: str = "auto"
     protocols: list = dataclasses.field(default_factory=lambda: ["pixel"])
     protocol_attacks: list | None = None
     protocol_eps: list | None = None
@@ -90,8 +102,8 @@ class EvalConfig:
     plugins: list = dataclasses.field(default_factory=list)
 
     def validate(self):
-        """Checks every setting and normalises lists (sorted radii, "all"
-        expanded); raises ValueError naming the first bad one."""
+        """A new config with every setting checked and normalised (sorted
+        radii, "all" expanded); raises ValueError naming the first bad one."""
         from keras_damped.data.corruptions import check_level
         from keras_damped.data.corruptions import check_noise
         from keras_damped.data.pipeline import dataset_info
@@ -106,62 +118,92 @@ class EvalConfig:
                 "dataset must be a dataset name or (images, labels) arrays. "
                 f"Received: dataset of type {type(self.dataset).__name__}"
             )
-        self.plugins = [str(m) for m in _as_list(self.plugins)]
-        import_plugins(self.plugins)
-        self.attacks = parse_attacks(self.attacks)
-        self.eps = eps_list("eps", self.eps) if _as_list(self.eps) else []
-        unknown = [a for a in self.attack_eps if a not in self.attacks]
+        plugins = [str(m) for m in _as_list(self.plugins)]
+        import_plugins(plugins)
+        attacks = parse_attacks(self.attacks)
+        eps = eps_list("eps", self.eps) if _as_list(self.eps) else []
+        unknown = [a for a in self.attack_eps if a not in attacks]
         if unknown:
             raise ValueError(
                 f"attack_eps names attacks that do not run: {unknown}. Expected "
-                f"names among attacks={self.attacks}."
+                f"names among attacks={attacks}."
             )
-        self.attack_eps = {
+        attack_eps = {
             a: eps_list(f"attack_eps[{a!r}]", v) for a, v in self.attack_eps.items()
         }
-        missing = [a for a in self.attacks if not self.eps_of(a)]
+        missing = [a for a in attacks if not attack_eps.get(a, eps)]
         if missing:
             raise ValueError(
                 f"Attacks need at least one eps. Received: eps=[] for {missing}."
             )
         for noise in _as_list(self.noises):
             check_noise(noise, 1)
-        self.noises = [n for n in NOISES if n in self.noises]
-        self.severities = [int(s) for s in _as_list(self.severities)]
-        for severity in self.severities:
+        severities = [int(s) for s in _as_list(self.severities)]
+        for severity in severities:
             check_noise("gaussian", severity)
-        self.noise_levels = {
-            noise: sorted({check_level(noise, c) for c in levels})
-            for noise, levels in self.noise_levels.items()
-        }
         positive_int("test_limit", self.test_limit)
         optional_positive_int("attack_limit", self.attack_limit)
         positive_int("batch_size", self.batch_size)
         non_negative_int("seed", self.seed)
         positive_int("examples_shown", self.examples_shown)
         choice("noise_source", self.noise_source, NOISE_SOURCES)
-        self.budget()  # checks steps, step_size and AutoAttack's budget
-        (self.large_eps,) = eps_list("large_eps", [self.large_eps])
-        self.protocol_attacks = parse_attacks(
-            self.attacks if self.protocol_attacks is None else self.protocol_attacks
+        (large_eps,) = eps_list("large_eps", [self.large_eps])
+        protocol_attacks = (
+            None
+            if self.protocol_attacks is None
+            else parse_attacks(self.protocol_attacks)
         )
-        self.protocol_eps = (
-            list(self.eps)
+        protocol_eps = (
+            None
             if self.protocol_eps is None
             else eps_list("protocol_eps", self.protocol_eps)
         )
-        self.protocols = check_protocols(self.protocols, self.protocol_attacks)
-        if self.authors_protocols() and not self.protocol_eps:
-            raise ValueError("The authors' protocols need at least one protocol_eps.")
         for name in ("mean", "std"):
             for value in _as_list(getattr(self, name)) or []:
                 finite_number(name, value)
-        if self.example_attack is not None and self.example_attack not in self.attacks:
+        if self.example_attack is not None and self.example_attack not in attacks:
             raise ValueError(
-                f"example_attack must be one of the attacks {self.attacks}. "
+                f"example_attack must be one of the attacks {attacks}. "
                 f"Received: example_attack={self.example_attack!r}"
             )
-        return self
+        config = dataclasses.replace(
+            self,
+            plugins=plugins,
+            attacks=attacks,
+            eps=eps,
+            attack_eps=attack_eps,
+            noises=[n for n in NOISES if n in self.noises],
+            severities=severities,
+            noise_levels={
+                noise: sorted({check_level(noise, c) for c in levels})
+                for noise, levels in self.noise_levels.items()
+            },
+            large_eps=large_eps,
+            jit_compile=jit_setting(self.jit_compile),
+            protocol_attacks=protocol_attacks,
+            protocol_eps=protocol_eps,
+        )
+        config = dataclasses.replace(
+            config,
+            protocols=check_protocols(self.protocols, config.protocol_attack_names()),
+        )
+        if config.authors_protocols() and not config.protocol_radii():
+            raise ValueError("The authors' protocols need at least one protocol_eps.")
+        # Checks steps, step_size and AutoAttack's budget; `jit_compile` is
+        # resolved only when the attacks are built (resolving it lists
+        # TensorFlow's devices, which fixes its thread counts for good).
+        config.budget(jit_compile=False)
+        return config
+
+    def protocol_attack_names(self):
+        """The authors' protocols' attacks: `protocol_attacks`, else `attacks`."""
+        if self.protocol_attacks is None:
+            return list(self.attacks)
+        return list(self.protocol_attacks)
+
+    def protocol_radii(self):
+        """The authors' protocols' stated radii: `protocol_eps`, else `eps`."""
+        return list(self.eps if self.protocol_eps is None else self.protocol_eps)
 
     def eps_of(self, attack):
         """The radii `attack` runs at."""
@@ -181,9 +223,14 @@ class EvalConfig:
         return sorted({e for a in self.pixel_attacks() for e in self.eps_of(a)})
 
     def budget(self, **changes):
-        """The attacks' `Budget` (`changes` replace some of its fields)."""
+        """The attacks' `Budget` (`changes` replace some of its fields), with
+        `jit_compile` resolved to True or False as training resolves it."""
+        from keras_damped.training.loop import resolve_jit_compile
+
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(Budget)}
-        return Budget(**{**fields, "jit_compile": bool(self.jit_compile), **changes})
+        if "jit_compile" not in changes:
+            changes["jit_compile"] = resolve_jit_compile(jit_setting(self.jit_compile))
+        return Budget(**{**fields, **changes})
 
     def to_dict(self):
         """The settings as JSON-ready values (arrays as "arrays")."""
@@ -195,6 +242,14 @@ class EvalConfig:
     def from_dict(cls, data):
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def jit_setting(value):
+    """`jit_compile` as one of JIT_CHOICES (True and False read as "on" and
+    "off"); anything else is refused."""
+    if value is True or value is False:
+        return "on" if value else "off"
+    return choice("jit_compile", value, JIT_CHOICES)
 
 
 def _as_list(value):

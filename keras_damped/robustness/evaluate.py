@@ -11,8 +11,8 @@ import tensorflow as tf
 from keras_damped._versions import library_versions
 from keras_damped._versions import machine_record
 from keras_damped.models.loading import named_models
+from keras_damped.models.logits import logits_fn
 from keras_damped.robustness import checks
-from keras_damped.robustness.attacks import logits_fn
 from keras_damped.robustness.config import EvalConfig
 from keras_damped.robustness.inputs import dataset_input_shape
 from keras_damped.robustness.inputs import load_test_set
@@ -177,8 +177,8 @@ def _total_cost(config, test, models):
         per_model += attacked * _cost("pgd", config)  # the large-eps check
     for _ in config.authors_protocols():
         per_model += n * (1 + len(test.noise_sets))
-        for attack in config.protocol_attacks:
-            per_model += attacked * _cost(attack, config) * len(config.protocol_eps)
+        for attack in config.protocol_attack_names():
+            per_model += attacked * _cost(attack, config) * len(config.protocol_radii())
     return per_model * models
 
 
@@ -358,6 +358,8 @@ def _settings_record(config, test, norms):
         "large_eps": config.large_eps,
         "large_eps_step": _large_eps_step(config),
         "batch_size": config.batch_size,
+        "jit_compile": config.jit_compile,
+        "attacks_compiled_with_xla": config.budget().jit_compile,
         "pixel_space": True,
         "protocols": config.protocols,
     }
@@ -376,8 +378,8 @@ def _settings_record(config, test, norms):
 
 def _protocol_record(config, norms):
     return {
-        "protocol_attacks": config.protocol_attacks,
-        "protocol_eps_255": [eps_key(e) for e in config.protocol_eps],
+        "protocol_attacks": config.protocol_attack_names(),
+        "protocol_eps_255": [eps_key(e) for e in config.protocol_radii()],
         "protocol_steps": AUTHORS_STEPS,
         "normalization": {
             name: {"mean": m.tolist(), "std": s.tolist()}
@@ -389,7 +391,7 @@ def _protocol_record(config, norms):
                     eps_key(e): [
                         round(float(255 * r), 4) for r in pixel_radius(protocol, e, s)
                     ]
-                    for e in config.protocol_eps
+                    for e in config.protocol_radii()
                 }
                 for name, (m, s) in norms.items()
             }

@@ -2,7 +2,7 @@
 
 The paper's robustness numbers come from the authors' attack and noise
 scripts (minicheshire/InResNet), which differ from a pixel-space L-infinity
-evaluation (PAPER.md section 5). Three protocols:
+evaluation (docs/paper.md section 5). Three protocols:
 
 * `pixel`: the standard threat model (pixels in [0, 1], eps in pixels);
   what `evaluate()` measures with every attack.
@@ -287,7 +287,7 @@ def evaluate_protocol(protocol, model_fn, correct, test, config, norm, advance):
         correct: `(x, y) -> boolean mask` of correct predictions, batched.
         test: the `TestSet`: the attacks run on its first `attacked`
             images, eps 0 and the noise on all of them.
-        config: the `EvalConfig` (`protocol_attacks`, `protocol_eps`,
+        config: the `EvalConfig` (its protocol attacks and radii,
             `batch_size`, `seed`).
         norm: the model's `(mean, std)` in pixel units.
         advance: called with the units of work done.
@@ -305,11 +305,11 @@ def evaluate_protocol(protocol, model_fn, correct, test, config, norm, advance):
     results = {"eps0": float(clamped.mean()), "attacks": {}, "noises": {}}
     masks = {"eps0": pack_mask(clamped), "attacks": {}}
     advance(len(test.images))
-    for name in config.protocol_attacks:
+    for name in config.protocol_attack_names():
         attack = make_attack(
             protocol_attack_name(protocol, name), model_fn, mean=mean, std=std
         )
-        for eps in config.protocol_eps:
+        for eps in config.protocol_radii():
             robust = run_attack(attack, test, eps, config)["robust"]
             advance(test.attacked * attack.cost())
             results["attacks"].setdefault(name, {})[eps_key(eps)] = float(robust.mean())
