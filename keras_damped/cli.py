@@ -144,23 +144,32 @@ def _number_list(text, what):
 
 
 def parse_severities(text):
-    """`1,5` or `1-5` (or a mix, `1,3-5`) as a sorted list of ints in 1..5."""
+    """`1,5` or `1-5` (or a mix, `1,3-5`) as a sorted list of ints in 1..5;
+    a backward range (`5-1`) or a chain (`1-3-5`) is refused."""
     values = set()
     for part in text.split(","):
         bounds = part.strip().split("-")
         try:
             numbers = [int(b) for b in bounds]
         except ValueError:
+            numbers = []
+        if not numbers or len(numbers) > 2:
             raise ValueError(
-                f"severities must be integers 1-5 as a list or a range "
-                f"(1,5 or 1-5). Received: {text!r}"
-            ) from None
-        if len(numbers) == 2:
-            numbers = list(range(numbers[0], numbers[1] + 1)) or numbers
-        if len(numbers) > 5 or not all(1 <= n <= 5 for n in numbers):
+                "severities must be integers 1-5 as a list or a range (1,5 or "
+                f"1-5 or 1,3-5). Received: severities={text!r}"
+            )
+        if not all(1 <= n <= 5 for n in numbers):
             raise ValueError(
                 f"severity must be an integer in 1-5. Received: severities={text!r}"
             )
+        if len(numbers) == 2:
+            low, high = numbers
+            if low > high:
+                raise ValueError(
+                    f"a severity range goes from low to high ({high}-{low}). "
+                    f"Received: severities={text!r}"
+                )
+            numbers = list(range(low, high + 1))
         values.update(numbers)
     return sorted(values)
 
@@ -298,6 +307,8 @@ def _eval_config(args, batch_size, seed, **extra):
 
 
 def _add_evaluate_parser(sub):
+    from keras_damped.training.config import JIT_CHOICES
+
     evaluate = sub.add_parser(
         "evaluate",
         help="robustness of one or several models: noise and adversarial attacks",
@@ -317,6 +328,13 @@ def _add_evaluate_parser(sub):
         "--batch-size", type=_positive_int("--batch-size"), default=128
     )
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--jit-compile",
+        choices=JIT_CHOICES,
+        default="auto",
+        help="compile the attacks with XLA: auto (as for training: on "
+        "accelerators and on CPUs where XLA is faster), on or off",
+    )
     evaluate.add_argument(
         "--mean",
         default=None,
@@ -428,6 +446,20 @@ def _add_study_parser(sub):
     study.add_argument(
         "--overwrite", action="store_true", help="replace what OUT holds"
     )
+    study.add_argument(
+        "--compare-with",
+        default=None,
+        help="another study's folder, of the same kinds of model at another "
+        "depth: study.md then shows how the effect of damping changes "
+        "between them",
+    )
+    study.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train (or resume) every run and stop there: no evaluation and "
+        "no study outputs; the same command without it evaluates the trained "
+        "runs",
+    )
 
 
 def _keyed_lists(text, flag):
@@ -475,12 +507,14 @@ def _study(args):
         baseline=args.baseline,
         threads=args.threads,
         landscape=args.landscape,
+        compare_with=args.compare_with,
     )
     run_study(
         config,
         overwrite=args.overwrite,
         log=lambda line: print(line, flush=True),
         jobs=args.jobs,
+        train_only=args.train_only,
     )
 
 

@@ -1,6 +1,7 @@
 """`keras-damped study`: statistics, resume after a kill, outputs, TensorBoard."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -28,10 +29,17 @@ from keras_damped.study import summarize
 from keras_damped.study.recipes import CIFAR10_PAPER
 from keras_damped.study.runner import _check_out
 from keras_damped.study.runner import _state
+from keras_damped.study.stats import clean_on_attacked
+from keras_damped.study.stats import depth_contrast
+from keras_damped.study.stats import depth_table
+from keras_damped.study.stats import detectable
 from keras_damped.study.stats import example_floor
+from keras_damped.study.stats import holm
 from keras_damped.study.stats import protocol_columns
+from keras_damped.study.stats import relative
 from keras_damped.study.stats import run_columns
 from keras_damped.study.stats import seeds_needed
+from keras_damped.study.stats import t_test_p
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Student t quantiles t(0.975, df) from printed tables.
@@ -84,6 +92,184 @@ def test_paired_differences_are_seed_matched():
     )
     with pytest.raises(ValueError, match="common"):
         paired_difference({0: 1.0}, {1: 1.0})
+
+
+def test_holm_adjustment_matches_a_hand_computation():
+    # Sorted: a 0.01, c 0.03, b 0.04 (m = 3): 3 x 0.01 = 0.03; max(0.03,
+    # 2 x 0.03) = 0.06; max(0.06, 1 x 0.04) = 0.06. NaN stays out.
+    adjusted = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": float("nan")})
+    assert adjusted["a"] == pytest.approx(0.03)
+    assert adjusted["c"] == pytest.approx(0.06)
+    assert adjusted["b"] == pytest.approx(0.06)
+    assert np.isnan(adjusted["d"])
+    assert holm({"x": 0.5, "y": 0.6}) == {"x": 1.0, "y": 1.0}  # capped at 1
+
+
+def test_t_test_p_matches_the_closed_form_and_the_interval():
+    # df = 2: the t distribution's tail is 1/2 - t / (2 sqrt(2 + t^2)).
+    s = summarize([1.0, 2.0, 3.0])  # mean 2, sd 1: t = 2 sqrt(3)
+    t = 2 * np.sqrt(3)
+    assert t_test_p(s) == pytest.approx(2 * (0.5 - t / (2 * np.sqrt(2 + t * t))))
+    # p < 0.05 exactly where the interval excludes zero, floor included.
+    floored = summarize([0.01, 0.01, 0.01], floor=0.02)
+    assert floored["low"] < 0 and t_test_p(floored) > 0.05
+    assert t_test_p(summarize([0.03, 0.03, 0.03], floor=0.02)) < 0.05
+
+
+def test_detectable_difference_has_the_power_it_claims():
+    """Against a simulation of the paired t-test: the 80%-power difference
+    is rejected in 80% of simulated studies; the half-width in about half."""
+    from scipy import stats
+
+    s = summarize([0.00, 0.02, -0.01, 0.03, 0.01])  # n = 5
+    sd, n = s["sd"], s["n"]
+    rng = np.random.default_rng(0)
+
+    def power(delta):
+        draws = rng.normal(delta, sd, size=(40_000, n))
+        t = draws.mean(1) / (draws.std(1, ddof=1) / np.sqrt(n))
+        return float(np.mean(np.abs(t) > stats.t.ppf(0.975, n - 1)))
+
+    d80 = detectable(s, power=0.8)
+    assert power(d80) == pytest.approx(0.8, abs=0.01)
+    # At the half-width: the noncentral t at its own critical value, 0.557
+    # at 5 seeds.
+    assert power(s["half_width"]) == pytest.approx(0.557, abs=0.01)
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert d80 > z * sd / np.sqrt(n)  # t's heavier tails need more than z
+
+
+def test_depth_contrast_matches_a_hand_computed_welch_interval():
+    # Means 0.03 and 0; variances 1e-4 each, n = 3: se = sqrt(2e-4 / 3),
+    # Welch df = se^4 / (2 (1e-4 / 3)^2 / 2) = 4, t(0.975, 4) = 2.7764.
+    d = depth_contrast([0.02, 0.04, 0.03], [0.0, 0.01, -0.01])
+    se = np.sqrt(2e-4 / 3)
+    assert d["mean"] == pytest.approx(0.03) and d["df"] == pytest.approx(4)
+    assert d["half_width"] == pytest.approx(T975[4] * se, rel=1e-4)
+    assert d["low"] == pytest.approx(0.03 - T975[4] * se, rel=1e-4)
+    assert d["verdict"] == "higher" and d["p"] < 0.05
+    same = depth_contrast([0.01, 0.02, 0.03], [0.02, 0.01, 0.03])
+    assert same["mean"] == pytest.approx(0) and same["verdict"] == "no difference shown"
+    with pytest.raises(ValueError, match="at least two seeds"):
+        depth_contrast([0.1], [0.1, 0.2])
+
+
+def test_relative_accuracy_divides_by_clean_on_the_same_images():
+    """Attacks ran on the first 4 of 10 examples: their relative accuracy
+    divides by the clean accuracy on those 4 (2 of 4 correct), noise by the
+    clean accuracy on all 10 (6 of 10); the protocol's eps 0 is measured on
+    the same 4 images as its attacks."""
+    clean = [1, 1, 0, 0, 1, 1, 1, 0, 0, 1]
+    eps0 = [1, 0, 1, 0] + [1] * 6
+    settings = {
+        "examples": 10,
+        "attack_examples": 4,
+        "noises": [],
+        "severities": [],
+        "attacks": [],
+        "eps_255": [],
+        "protocols": ["pixel", "authors-2020-08"],
+    }
+    entry = {
+        "clean": 0.6,
+        "noises": {},
+        "attacks": {},
+        "masks": {
+            "clean": pack_mask(clean),
+            "attacks": {},
+            "protocols": {"authors-2020-08": {"eps0": pack_mask(eps0)}},
+        },
+        "protocols": {"authors-2020-08": {"eps0": 0.8, "attacks": {}, "noises": {}}},
+    }
+    assert clean_on_attacked(entry, settings) == pytest.approx(0.5)
+    run = {"clean": 0.6, "pgd 8": 0.25, "gaussian": 0.3}
+    assert relative(run, "pgd 8", 0.5, {"pgd 8"}) == pytest.approx(0.25 / 0.5)
+    assert relative(run, "gaussian", 0.5, {"pgd 8"}) == pytest.approx(0.3 / 0.6)
+    columns = run_columns(entry, settings)
+    assert columns["authors-2020-08: eps 0"] == pytest.approx(0.5)  # not 0.8
+
+
+def _fake_study(out, depth, pgd, lambdas):
+    """A `summarize_study`-shaped result: resnet<depth> (the baseline) and
+    in_resnet<depth>, 3 seeds, columns clean and pgd 8 (100 attacked of
+    1,000 examples)."""
+    settings = {
+        "examples": 1000,
+        "attack_examples": 100,
+        "attacks": ["pgd"],
+        "eps_255": ["8"],
+        "noises": [],
+        "severities": [],
+        "protocols": ["pixel"],
+    }
+    models = {}
+    for prefix in ("", "in_"):
+        runs = {str(s): {"clean": 0.9, "pgd 8": v} for s, v in enumerate(pgd[prefix])}
+        models[f"{prefix}resnet{depth}"] = {
+            "runs": runs,
+            "summary": {"clean": summarize([r["clean"] for r in runs.values()])},
+            "lambdas": lambdas if prefix else {},
+        }
+    base = models[f"resnet{depth}"]["runs"]
+    damped = models[f"in_resnet{depth}"]["runs"]
+    differences = {
+        f"in_resnet{depth}": {
+            c: paired_difference(
+                {int(k): r[c] for k, r in damped.items()},
+                {int(k): r[c] for k, r in base.items()},
+            )
+            for c in ("clean", "pgd 8")
+        }
+    }
+    return {
+        "config": {
+            "models": list(models),
+            "baseline": f"resnet{depth}",
+            "out": out,
+        },
+        "columns": ["clean", "pgd 8"],
+        "protocol_columns": [],
+        "evaluation": settings,
+        "models": models,
+        "differences": differences,
+    }
+
+
+def test_depth_table_against_a_hand_computed_contrast():
+    lambdas = {"block1": {"mean": 0.3, "seeds": {"0": 0.2, "1": 0.3, "2": 0.4}}}
+    shallow = _fake_study(
+        "s20", 20, {"": [0.30, 0.32, 0.31], "in_": [0.31, 0.34, 0.31]}, lambdas
+    )
+    deep = _fake_study(
+        "s56", 56, {"": [0.30, 0.30, 0.30], "in_": [0.33, 0.35, 0.34]}, lambdas
+    )
+    table = depth_table(shallow, deep)
+    assert table["models"]["in_resnet"] == {
+        "shallow": "in_resnet20",
+        "deep": "in_resnet56",
+    }
+    cell = table["rows"]["in_resnet"]["pgd 8"]
+    # Per-seed differences: 0.01, 0.02, 0.00 (mean 0.01) at depth 20 and
+    # 0.03, 0.05, 0.04 (mean 0.04) at 56, each variance 1e-4: Welch df 4,
+    # se sqrt(2e-4 / 3); the floor (1 of 100 attacked examples) is smaller.
+    assert cell["shallow"]["mean"] == pytest.approx(0.01)
+    assert cell["deep"]["mean"] == pytest.approx(0.04)
+    assert cell["contrast"]["mean"] == pytest.approx(0.03)
+    half = T975[4] * np.sqrt(2e-4 / 3)
+    assert cell["contrast"]["half_width"] == pytest.approx(half, rel=1e-4)
+    assert cell["contrast"]["verdict"] == "higher"
+    assert "resnet" not in table["rows"]  # the baseline has no difference
+    spread = table["lambdas"]["in_resnet"]["deep"]["block1"]
+    assert spread["mean"] == pytest.approx(0.3) and spread["sd"] == pytest.approx(0.1)
+    assert (spread["min"], spread["max"]) == (0.2, 0.4)
+    from keras_damped.study.outputs import _depth_lines
+
+    text = "\n".join(_depth_lines(table, 95))
+    assert "### in_resnet20 -> in_resnet56" in text
+    assert "| pgd 8 | +1.0 [" in text and "| **+3.0 [+0.7, +5.3]** |" in text
+    deep["config"]["baseline"] = "in_resnet56"
+    with pytest.raises(ValueError, match="different baselines"):
+        depth_table(shallow, deep)
 
 
 def test_worst_case_is_the_and_of_the_per_example_masks():
@@ -157,8 +343,10 @@ def test_protocol_columns_and_their_one_example_floor():
         "authors-2020-06: shot",
     ]
     floors = {c: example_floor(c, settings) for c in columns}
+    # eps 0 is measured on the attacked examples, as the protocol's attacks.
     assert floors["authors-2020-06: fgsm 2"] == floors["fgsm 8"] == 1 / 8
-    assert floors["authors-2020-06: eps 0"] == floors["authors-2020-06: shot"] == 1 / 20
+    assert floors["authors-2020-06: eps 0"] == 1 / 8
+    assert floors["authors-2020-06: shot"] == 1 / 20
     assert floors["clean"] == 1 / 20
     settings["protocols"] = ["pixel"]  # a study without the authors' protocols
     assert protocol_columns(list(columns), settings) == []
@@ -282,7 +470,9 @@ def resumed_study(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study, capsys):
+def test_killed_study_resumes_and_finished_runs_are_reused(
+    resumed_study, capsys, tmp_path
+):
     out, log = resumed_study
     assert "[run 1/4] resnet20 seed 0: resuming its training" in log
     with open(os.path.join(out, "runs", "resnet20", "seed0", "config.json")) as f:
@@ -295,6 +485,12 @@ def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study, capsys
     assert "about" in log and "elapsed" in log  # progress with an estimate
     with open(os.path.join(out, "study.json")) as f:
         before = json.load(f)
+    # The study folder as committed (a git repository of its own, kept out
+    # of the folder): re-aggregating must leave `git status` clean.
+    git = ["git", f"--git-dir={tmp_path / 'git'}", f"--work-tree={out}"]
+    identity = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-qm", "s"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
     # The same command once more (in this process: nothing is left to train,
     # so no worker and no thread setting is involved).
     capsys.readouterr()
@@ -302,15 +498,19 @@ def test_killed_study_resumes_and_finished_runs_are_reused(resumed_study, capsys
     assert capsys.readouterr().out.count("trained and evaluated earlier, reused") == 4
     with open(os.path.join(out, "study.json")) as f:
         assert json.load(f) == before  # re-aggregated to the same result
+    status = subprocess.run(
+        [*git, "status", "--porcelain"], check=True, capture_output=True, text=True
+    )
+    assert status.stdout == ""
 
 
 @pytest.mark.slow
-def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path):
+def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path, capsys):
     """The fixture's study ran two runs at once, each in a worker process,
     and its resnet20 seed 0 was SIGKILLed after its first epoch and resumed;
     the same run alone and straight through, in the study's own process
-    (--jobs 1), has the same weights and the same evaluation, digit for
-    digit (same thread count)."""
+    (--jobs 1, trained with --train-only and then evaluated), has the same
+    weights and the same evaluation, digit for digit (same thread count)."""
     out, log = resumed_study
     assert "2 run(s) at once, 1 thread(s) each" in log
     argv = list(TINY)
@@ -319,15 +519,25 @@ def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path):
     argv.remove("--landscape")  # a study-level output, not compared here
     alone = str(tmp_path / "alone")
     command = [sys.executable, "-m", "keras_damped.cli", "study", *argv]
+    # First --train-only (training, nothing else), then the same command
+    # without it evaluates the trained run: together the same run as the
+    # fixture's.
     result = subprocess.run(
-        [*command, "--jobs", "1", "--out", alone],
+        [*command, "--jobs", "1", "--out", alone, "--train-only"],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 run(s) at once, 1 thread(s) each" in result.stdout
+    assert "the same command without --train-only evaluates them" in result.stdout
     run = os.path.join("runs", "resnet20", "seed0")
+    assert os.path.isfile(os.path.join(alone, run, "model.keras"))
+    assert not os.path.exists(os.path.join(alone, run, "eval"))
+    assert not os.path.exists(os.path.join(alone, "study.json"))
+    capsys.readouterr()
+    assert cli.main(["study", *argv, "--jobs", "1", "--out", alone]) == 0
+    assert "resnet20 seed 0: trained earlier, evaluating" in capsys.readouterr().out
     a = keras.saving.load_model(os.path.join(out, run, "model.keras"))
     b = keras.saving.load_model(os.path.join(alone, run, "model.keras"))
     for wa, wb in zip(a.weights, b.weights):
@@ -364,7 +574,9 @@ def test_another_configuration_is_refused_without_overwrite(resumed_study):
     # reused and the evaluations redone (a study grows across sessions).
     config = StudyConfig.from_json(path)
     assert _state(config, "resnet20", 0) is None  # nothing left to do
-    config.evaluation.eps, config.evaluation.test_limit = [4 / 255], 32
+    config.evaluation = dataclasses.replace(
+        config.evaluation, eps=[4 / 255], test_limit=32
+    )
     config.seeds = [0, 1, 2]
     _check_out(config, overwrite=False)
     assert open(path).read() == before
@@ -441,8 +653,10 @@ def test_study_statistics_agree_with_the_run_reports(resumed_study):
         assert summary["gaussian c=0.3"]["n"] == 2
         # The authors' August 2020 protocol, from the same reports.
         scores = [e["protocols"]["authors-2020-08"] for e in entries]
+        eps0 = [e["masks"]["protocols"]["authors-2020-08"]["eps0"] for e in entries]
         expected = {
-            "eps 0": [p["eps0"] for p in scores],
+            # On the 32 attacked examples, as the protocol's attacks.
+            "eps 0": [unpack_mask(m, 32).mean() for m in eps0],
             "fgsm 8": [p["attacks"]["fgsm"]["8"] for p in scores],
             "impulse": [p["noises"]["impulse"]["mean"] for p in scores],
         }

@@ -33,6 +33,11 @@ TRAINING_KEYS = (
 # sign-gradient direction and a shared random one, t in [-8/255, 8/255],
 # 33 points.
 LANDSCAPE = {"test_limit": 128, "T": 8 / 255, "points": 33, "points_2d": 11}
+# Bumped when the evaluation code changes what the same settings compute, so
+# cached evaluations are redone: 2, `jit_compile` means for the attacks what
+# it means for training (revision 1 compiled every study's attacks with XLA,
+# whatever the setting).
+EVALUATION_REVISION = 2
 # What an evaluation's result does not depend on (a cached one stays valid).
 _EVALUATION_IRRELEVANT = ("data_dir", "examples_shown", "example_attack")
 
@@ -49,6 +54,9 @@ class StudyConfig:
     threads of each run (None: TensorFlow's default): a CPU run's numbers
     depend on it, so runs compared digit for digit share it. `landscape`
     adds the input-space loss landscape of every run (`LANDSCAPE`).
+    `compare_with` is the folder of another study of the same models at
+    another depth (its study.json): study.md then says how the effect of
+    damping changes between the two (`keras_damped.study.depth_table`).
     """
 
     models: list
@@ -61,6 +69,7 @@ class StudyConfig:
     baseline: str | None = None
     threads: int | None = None
     landscape: bool = False
+    compare_with: str | None = None
 
     def __post_init__(self):
         if self.baseline is None and self.models:
@@ -93,13 +102,21 @@ class StudyConfig:
                 f"Received: baseline={self.baseline!r}"
             )
         optional_positive_int("threads", self.threads)
+        if self.compare_with is not None:
+            import os
+
+            if not os.path.isfile(os.path.join(self.compare_with, "study.json")):
+                raise ValueError(
+                    "compare_with must be a study folder with a study.json. "
+                    f"Received: compare_with={self.compare_with!r}"
+                )
         if self.evaluation.dataset != self.train.dataset:
             raise ValueError(
                 "The study evaluates on the dataset it trains on. Received: "
                 f"train dataset {self.train.dataset!r}, evaluation dataset "
                 f"{self.evaluation.dataset!r}."
             )
-        self.evaluation.validate()
+        self.evaluation = self.evaluation.validate()
         self.train_config(self.models[0], self.seeds[0]).validate()
         return self
 
@@ -117,7 +134,8 @@ class StudyConfig:
         """What decides an evaluation's result (a cached one must match it)."""
         data = self.evaluation.to_dict()
         return {k: v for k, v in data.items() if k not in _EVALUATION_IRRELEVANT} | {
-            "format": FORMAT
+            "format": FORMAT,
+            "revision": EVALUATION_REVISION,
         }
 
     def to_dict(self):
@@ -128,6 +146,7 @@ class StudyConfig:
             "baseline": self.baseline,
             "threads": self.threads,
             "landscape": self.landscape,
+            "compare_with": self.compare_with,
             "train": self.train.to_dict(),
             "evaluation": self.evaluation.to_dict(),
             "format": FORMAT,
@@ -147,6 +166,7 @@ class StudyConfig:
             baseline=data.get("baseline"),
             threads=data.get("threads"),
             landscape=bool(data.get("landscape", False)),
+            compare_with=data.get("compare_with"),
         )
 
     @classmethod

@@ -78,8 +78,31 @@ def findings(result, columns=None, list_neutral=True):
         elif neutral:
             others = "the other " if higher or lower else ""
             parts.append(f"interval includes zero in {others}{len(neutral)} column(s)")
-        lines.append(text + "; ".join(parts) + ".")
+        lines.append(text + "; ".join(parts) + "." + _holm_sentence(diffs, columns))
     return lines
+
+
+def _holm_sentence(diffs, columns):
+    """What survives Holm's adjustment over the `columns` (one family)."""
+    adjusted = {c: diffs[c].get("p_holm") for c in columns}
+    adjusted = {c: p for c, p in adjusted.items() if p is not None and p == p}
+    if not adjusted:
+        return ""
+    kept = [c for c, p in adjusted.items() if p < 0.05]
+    smallest = min(adjusted, key=adjusted.get)
+    if kept:
+        return (
+            f" After Holm's adjustment over these {len(adjusted)} columns, "
+            f"{len(kept)} stay below 0.05: "
+            + ", ".join(f"{c} (p = {adjusted[c]:.3f})" for c in kept)
+            + "."
+        )
+    return (
+        f" After Holm's adjustment over these {len(adjusted)} columns, none "
+        f"stays below 0.05 (smallest adjusted p = {adjusted[smallest]:.2f}, "
+        f"{smallest}): with this many columns, intervals that exclude zero "
+        "are what chance alone would give."
+    )
 
 
 def _signed(s):
@@ -92,7 +115,7 @@ def _signed(s):
 
 
 def _lambda(value):
-    if value is None:
+    if value is None or math.isnan(value):
         return "-"
     return "0" if value == 0 else f"{value:.3f}"
 
@@ -110,9 +133,12 @@ def _resolution_lines(result, columns, conf, title="## Resolution"):
         "",
         f"The half-width of each paired {conf}% interval is the smallest "
         "difference this study can tell from zero (never below one test "
-        "example's worth); the seeds columns say how many seeds (Student t, "
-        "at this column's spread of the paired differences) a half-width of "
-        f"{', '.join(targets)} points would need.",
+        "example's worth): a true difference of that size is detected only "
+        "about half the time (the power of a paired t-test there is 0.56 at "
+        "5 seeds). `80% power` is the true difference detected 4 times in 5 "
+        "(noncentral t at the same spread). The seeds columns say how many "
+        "seeds (Student t, at this column's spread of the paired differences) "
+        f"a half-width of {', '.join(targets)} points would need.",
         "",
     ]
     rows = []
@@ -121,11 +147,17 @@ def _resolution_lines(result, columns, conf, title="## Resolution"):
             d = diffs[c]
             need = d.get("seeds_needed", {})
             rows.append(
-                [model, c, _pct(d["half_width"]), _pct(d["sd"])]
+                [
+                    model,
+                    c,
+                    _pct(d["half_width"]),
+                    _pct(d.get("detectable_80")),
+                    _pct(d["sd"]),
+                ]
                 + [str(need.get(h) or "-") for h in targets]
             )
-    header = ["model", "column", "half-width", "sd of differences"]
-    header += [f"seeds for ±{h}" for h in targets]
+    header = ["model", "column", "half-width (power ~0.5)", "80% power"]
+    header += ["sd of differences"] + [f"seeds for ±{h}" for h in targets]
     return lines + _table(header, rows)
 
 
@@ -180,7 +212,11 @@ def to_markdown(result):
     rel_columns = [c for c in columns if c != "clean"]
     lines += [
         "",
-        "## Relative to clean accuracy (robust / clean, %)",
+        "## Relative to clean accuracy (robust / clean on the same images, %)",
+        "",
+        "Noise columns divide by the clean accuracy on all "
+        f"{evaluation['examples']} test examples; attack and `worst` columns by "
+        f"the clean accuracy on the {attack_examples(evaluation)} attacked ones.",
         "",
     ]
     rows = [
@@ -240,6 +276,8 @@ def to_markdown(result):
                 )
             rows.append([m, "mean"] + [_lambda(lams[b]["mean"]) for b in blocks])
         lines += _table(["model", "seed"] + blocks, rows)
+    lines += _depth_lines(result.get("depth_comparison"), conf)
+    lines += _provenance_lines(models)
     lines += ["", "## Per run", ""]
     rows = []
     for m, d in models.items():
@@ -247,6 +285,94 @@ def to_markdown(result):
             rows.append([m, seed] + [_pct(cols[c]) for c in columns])
     lines += _table(["model", "seed"] + columns, rows)
     return "\n".join(lines) + "\n"
+
+
+def _depth_lines(table, conf):
+    """The comparison with a study at another depth (`compare_with`)."""
+    if not table:
+        return []
+    lines = [
+        "",
+        "## Does depth change the answer? "
+        f"({table['deep']} against {table['shallow']})",
+        "",
+        "Per column, each damped kind's paired difference against the "
+        f"baseline in each study (points, {conf}% t interval, seeds paired "
+        "within a study) and the change between them (this study's minus the "
+        f"other's, Welch {conf}% interval: the two studies' models are "
+        "independent); **bold** where an interval excludes zero.",
+    ]
+    for kind, by_column in table["rows"].items():
+        names = table["models"][kind]
+        lines += ["", f"### {names['shallow']} -> {names['deep']}", ""]
+        rows = []
+        for column, cell in by_column.items():
+            rows.append(
+                [column]
+                + [
+                    _bold_if_resolved(cell[side])
+                    for side in ("shallow", "deep", "contrast")
+                ]
+            )
+        header = [
+            "column",
+            f"{names['shallow']} - baseline",
+            f"{names['deep']} - baseline",
+            "change with depth",
+        ]
+        lines += _table(header, rows)
+    lines += ["", "Clean accuracy (%):", ""]
+    rows = [
+        [kind] + [_interval(sides[s]) for s in ("shallow", "deep")]
+        for kind, sides in table["clean"].items()
+    ]
+    lines += _table(["kind", "shallow study", "deep study"], rows)
+    for kind, sides in table["lambdas"].items():
+        names = table["models"][kind]
+        for side in ("shallow", "deep"):
+            lines += [
+                "",
+                f"Learned lambda of {names[side]} per block, over seeds:",
+                "",
+            ]
+            rows = [
+                [block, _lambda(v["mean"]), _lambda(v["sd"])]
+                + [f"{_lambda(v['min'])}-{_lambda(v['max'])}"]
+                for block, v in sides[side].items()
+            ]
+            lines += _table(["block", "mean", "sd", "range"], rows)
+    return lines
+
+
+def _bold_if_resolved(summary):
+    cell = _signed(summary)
+    return f"**{cell}**" if summary["verdict"] != "no difference shown" else cell
+
+
+def _provenance_lines(models):
+    """Where each run was trained (each session's CPU, oldest first), how
+    often it was resumed, and where and how long it was evaluated."""
+    rows = []
+    for m, d in models.items():
+        for seed, p in d.get("provenance", {}).items():
+            cpus = [s["cpu"] or "?" for s in p["training"]]
+            trained = " -> ".join(c for i, c in enumerate(cpus) if c not in cpus[:i])
+            seconds = p.get("evaluation_seconds") or {}
+            timing = (
+                f"{seconds['wall'] / 60:.0f} min wall, {seconds['cpu'] / 60:.0f} "
+                "min CPU"
+                if seconds
+                else "-"
+            )
+            rows.append(
+                [m, seed, trained or "-", str(p["resumed"]), p["evaluated_on"] or "-"]
+                + [timing]
+            )
+    if not rows:
+        return []
+    lines = ["", "## Where each run ran", ""]
+    header = ["model", "seed", "trained on", "resumed", "evaluated on"]
+    return lines + _table(header + ["evaluation time"], rows)
 
 
 def _protocol_lines(result, conf):
@@ -266,9 +392,9 @@ def _protocol_lines(result, conf):
         "",
         "The same runs evaluated as the authors' code evaluates "
         "(`keras_damped.robustness.protocols`). `eps 0` is the accuracy after "
-        f"the protocol's input clamp alone, on all {evaluation['examples']} test "
-        f"examples; attacks on the first {attack_examples(evaluation)}, eps as "
-        f"the protocol states it (units of 1/255), "
+        "the protocol's input clamp alone, on the images its attacks ran on "
+        f"(the first {attack_examples(evaluation)} test examples); attacks "
+        "with eps as the protocol states it (units of 1/255), "
         f"{evaluation['protocol_steps']} steps for IFGSM and PGD; noise columns "
         "are the mean over the severities, each noise file standardised by its "
         f"own statistics. Mean ± half-width of the {conf}% Student-t interval; "
@@ -589,18 +715,69 @@ def landscape_plot(landscape, result, out_dir):
 
 
 def write_outputs(config, result):
-    """Writes study.json, study.md, plots/ and tb/ into the study folder."""
+    """Writes study.json, study.md, plots/ and tb/ into the study folder.
+
+    Only what changed is rewritten: re-aggregating a study whose runs are
+    the same leaves every file as it was (the TensorBoard events, which
+    carry their wall time, are rewritten only when the results they hold
+    change), so a committed study stays unchanged in git.
+    """
+    import hashlib
     import shutil
+    import tempfile
 
     out = config.out
-    with open(os.path.join(out, "study.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(out, "study.md"), "w") as f:
-        f.write(to_markdown(result))
-    plots(result, os.path.join(out, "plots"))
-    landscape = os.path.join(out, "landscape.json")
-    if os.path.isfile(landscape):
-        with open(landscape) as f:
-            landscape_plot(json.load(f), result, os.path.join(out, "plots"))
-    shutil.rmtree(os.path.join(out, "tb"), ignore_errors=True)
-    write_tensorboard(result, os.path.join(out, "tb"))
+    write_if_changed(os.path.join(out, "study.json"), json.dumps(result, indent=2))
+    write_if_changed(os.path.join(out, "study.md"), to_markdown(result))
+    with tempfile.TemporaryDirectory() as fresh:
+        plots(result, fresh)
+        landscape = os.path.join(out, "landscape.json")
+        if os.path.isfile(landscape):
+            with open(landscape) as f:
+                landscape_plot(json.load(f), result, fresh)
+        _sync_folder(fresh, os.path.join(out, "plots"))
+    tb = os.path.join(out, "tb")
+    source = json.dumps(
+        {
+            "config": result["config"],
+            "columns": main_columns(result),
+            "runs": {m: d["runs"] for m, d in result["models"].items()},
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    stamp = os.path.join(tb, "written_from.sha256")
+    if os.path.isfile(stamp):
+        with open(stamp) as f:
+            if f.read().strip() == digest:
+                return
+    shutil.rmtree(tb, ignore_errors=True)
+    write_tensorboard(result, tb)
+    with open(stamp, "w") as f:
+        f.write(digest + "\n")
+
+
+def write_if_changed(path, text):
+    """Writes `text` to `path` unless the file holds it already."""
+    if os.path.isfile(path):
+        with open(path) as f:
+            if f.read() == text:
+                return
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _sync_folder(fresh, target):
+    """Makes `target` hold `fresh`'s files, copying only those that differ
+    and removing those `fresh` no longer has."""
+    import filecmp
+    import shutil
+
+    os.makedirs(target, exist_ok=True)
+    names = set(os.listdir(fresh))
+    for name in names:
+        new, old = os.path.join(fresh, name), os.path.join(target, name)
+        if not (os.path.isfile(old) and filecmp.cmp(new, old, shallow=False)):
+            shutil.copyfile(new, old)
+    for name in set(os.listdir(target)) - names:
+        os.remove(os.path.join(target, name))

@@ -227,19 +227,19 @@ def _landscape(config, runs, log):
     log(f"[landscape] {len(runs)} runs in {_duration(time.monotonic() - started)}")
 
 
-def run_one(config, model, seed, log):
+def run_one(config, model, seed, log, train_only=False):
     """What one run still needs: its training (or the rest of it), then its
-    evaluation unless one with today's settings exists."""
+    evaluation unless one with today's settings exists (or `train_only`)."""
     if not _trained(config, model, seed):
         _train_one(config, model, seed, log)
-    if not _evaluated(config, model, seed):
+    if not train_only and not _evaluated(config, model, seed):
         _evaluate_one(config, model, seed, log)
 
 
-def _state(config, model, seed):
+def _state(config, model, seed, train_only=False):
     """What a run still needs, in words (None: nothing)."""
     if _trained(config, model, seed):
-        if _evaluated(config, model, seed):
+        if train_only or _evaluated(config, model, seed):
             return None
         return "trained earlier, evaluating"
     folder = config.train_config(model, seed).run_dir
@@ -248,7 +248,7 @@ def _state(config, model, seed):
     return "starting"
 
 
-def _run_all(config, runs, jobs, log):
+def _run_all(config, runs, jobs, log, train_only=False):
     """Trains and evaluates every run that needs it, `jobs` at once.
 
     With one job the runs go one after the other in this process; with more,
@@ -259,12 +259,13 @@ def _run_all(config, runs, jobs, log):
     clock = _Clock(len(runs), jobs)
     pending = []
     for model, seed in runs:
-        state = _state(config, model, seed)
+        state = _state(config, model, seed, train_only)
         if state is None:
             clock.finish()
+            done = "trained" if train_only else "trained and evaluated"
             log(
-                f"[run {clock.done}/{clock.total}] {model} seed {seed}: trained "
-                "and evaluated earlier, reused"
+                f"[run {clock.done}/{clock.total}] {model} seed {seed}: {done} "
+                "earlier, reused"
             )
         else:
             pending.append((model, seed, state))
@@ -287,12 +288,13 @@ def _run_all(config, runs, jobs, log):
                 log(f"[run {number}/{clock.total}] {model} seed {seed}: {state}")
                 started = time.monotonic()
                 if jobs == 1:
-                    run_one(config, model, seed, log)
+                    run_one(config, model, seed, log, train_only)
                     finished(model, seed, started)
                     continue
                 command = [sys.executable, "-m", "keras_damped.study.worker"]
                 process = subprocess.Popen(
-                    [*command, config.out, model, str(seed)],
+                    [*command, config.out, model, str(seed)]
+                    + (["--train-only"] if train_only else []),
                     env=dict(os.environ, _KERAS_DAMPED_QUIET="1"),
                 )
                 running[process] = (model, seed, started)
@@ -316,7 +318,7 @@ def _run_all(config, runs, jobs, log):
         )
 
 
-def run_study(config, overwrite=False, log=None, jobs=None):
+def run_study(config, overwrite=False, log=None, jobs=None, train_only=False):
     """Trains and evaluates every model x seed, then writes the comparison.
 
     Re-running the same study resumes it: finished runs and evaluations are
@@ -332,12 +334,19 @@ def run_study(config, overwrite=False, log=None, jobs=None):
             process with `config.threads` threads; None: as many as the
             cores allow. A run's numbers are the same for every `jobs`
             (same machine, same `config.threads`).
+        train_only: train (or resume) every run and stop: no evaluation,
+            landscape or study outputs (a later call without it evaluates
+            the trained runs). Training a long study on one machine and
+            evaluating it with later code, or elsewhere, is this.
 
     Returns:
-        The study result dict (what `study.json` holds).
+        The study result dict (what `study.json` holds); None with
+        `train_only`.
     """
     from keras_damped.robustness import RobustnessReport
+    from keras_damped.study.outputs import write_if_changed
     from keras_damped.study.outputs import write_outputs
+    from keras_damped.study.stats import depth_table
     from keras_damped.study.stats import summarize_study
     from keras_damped.training.loop import use_cpu_threads
 
@@ -351,8 +360,9 @@ def run_study(config, overwrite=False, log=None, jobs=None):
         )
     _check_out(config, overwrite)
     os.makedirs(config.out, exist_ok=True)
-    with open(os.path.join(config.out, CONFIG_FILE), "w") as f:
-        json.dump(config.to_dict(), f, indent=2)
+    write_if_changed(
+        os.path.join(config.out, CONFIG_FILE), json.dumps(config.to_dict(), indent=2)
+    )
     # Seed-major: an interrupted study has whole seeds of every model.
     runs = [(m, s) for s in config.seeds for m in config.models]
     started = time.monotonic()
@@ -364,7 +374,13 @@ def run_study(config, overwrite=False, log=None, jobs=None):
     if jobs == 1:
         use_cpu_threads(config.threads)
     log(f"{jobs} run(s) at once, {config.threads or 'default'} thread(s) each")
-    _run_all(config, runs, jobs, log)
+    _run_all(config, runs, jobs, log, train_only)
+    if train_only:
+        log(
+            f"Trained {len(runs)} runs in {_duration(time.monotonic() - started)}; "
+            "the same command without --train-only evaluates them"
+        )
+        return None
     if config.landscape:
         _landscape(config, runs, log)
     reports = {
@@ -374,6 +390,9 @@ def run_study(config, overwrite=False, log=None, jobs=None):
         for m, s in runs
     }
     result = summarize_study(config, reports)
+    if config.compare_with:
+        with open(os.path.join(config.compare_with, "study.json")) as f:
+            result["depth_comparison"] = depth_table(json.load(f), result)
     write_outputs(config, result)
     log(
         f"Study finished in {_duration(time.monotonic() - started)}: "

@@ -1,10 +1,11 @@
 """One study run in a process of its own (`run_study(jobs>1)`).
 
-    python -m keras_damped.study.worker OUT MODEL SEED
+    python -m keras_damped.study.worker OUT MODEL SEED [--train-only]
 
 reads `OUT/study_config.json`, sets the study's thread count before
 TensorFlow executes anything, and trains the run (or the rest of its
-training), then evaluates it, skipping what is done already. Exit status:
+training), then evaluates it (not with --train-only), skipping what is
+done already. Exit status:
 0 done, 3 training diverged, 1 any other failure (the traceback on stderr).
 """
 
@@ -27,7 +28,9 @@ def _exit_with(parent):
 
 
 def main(argv=None):
-    out, model, seed = argv if argv is not None else sys.argv[1:]
+    argv = list(argv if argv is not None else sys.argv[1:])
+    train_only = "--train-only" in argv
+    out, model, seed = [a for a in argv if a != "--train-only"]
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     from keras_damped._quiet import import_tensorflow_quietly
 
@@ -46,7 +49,7 @@ def main(argv=None):
     use_cpu_threads(config.threads)
     logger = logging.getLogger("keras_damped")
     try:
-        run_one(config, model, int(seed), logger.info)
+        run_one(config, model, int(seed), logger.info, train_only)
     except TrainingDivergedError as error:
         logger.error("%s seed %s: %s", model, seed, error)
         return 3
