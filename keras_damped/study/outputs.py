@@ -440,6 +440,23 @@ def model_colours(models):
     return {m: f"C{i}" for i, m in enumerate(models)}
 
 
+def model_styles(models, baseline):
+    """Line style, marker and drawing order per model: each model its own,
+    and the baseline drawn last, on top, so lines that coincide never hide
+    it."""
+    markers = ("s", "o", "^", "D", "v", "P")
+    lines = ("--", "-", "-.", ":")
+    return {
+        m: {
+            "marker": markers[i % len(markers)],
+            "linestyle": lines[i % len(lines)],
+            "markersize": 7 if m == baseline else 5,
+            "zorder": 10 if m == baseline else 3 + i,
+        }
+        for i, m in enumerate(models)
+    }
+
+
 def plots(result, out_dir):
     """accuracy_vs_eps.png, accuracy_vs_severity.png, noise_levels.png and
     differences.png (a forest plot); returns the paths."""
@@ -454,11 +471,9 @@ def plots(result, out_dir):
     models = result["models"]
     paths = []
     colour = model_colours(config["models"])
+    style = model_styles(config["models"], config["baseline"])
     seeds = len(next(iter(models.values()))["runs"])
-    note = (
-        f"mean over {seeds} seeds, bands: {int(100 * result['confidence'])}% "
-        "Student-t intervals"
-    )
+    conf = int(100 * result["confidence"])
 
     def band(ax, xs, cols, summaries, label):
         order = sorted(range(len(xs)), key=lambda i: xs[i])
@@ -467,13 +482,12 @@ def plots(result, out_dir):
         mean = [100 * summaries[c]["mean"] for c in cols]
         low = [max(0.0, 100 * summaries[c]["low"]) for c in cols]
         high = [min(100.0, 100 * summaries[c]["high"]) for c in cols]
-        ax.plot(xs, mean, marker="o", label=label, color=colour[label])
+        ax.plot(xs, mean, label=label, color=colour[label], **style[label])
         if not any(math.isnan(v) for v in low):
-            ax.fill_between(xs, low, high, alpha=0.2, color=colour[label])
+            ax.fill_between(xs, low, high, alpha=0.15, color=colour[label], linewidth=0)
 
-    def save(fig, name):
-        fig.suptitle(note, fontsize=8)
-        fig.tight_layout()
+    def save(fig, name, note):
+        fig.suptitle(note, fontsize=9)
         paths.append(os.path.join(out_dir, name))
         fig.savefig(paths[-1], dpi=100)
         plt.close(fig)
@@ -481,7 +495,11 @@ def plots(result, out_dir):
     def panels(name, items, xlabel):
         """One panel per (title, xs, columns), a band per model in each."""
         fig, axes = plt.subplots(
-            1, len(items), figsize=(4.2 * len(items), 3.3), squeeze=False
+            1,
+            len(items),
+            figsize=(4.2 * len(items), 3.6),
+            squeeze=False,
+            layout="constrained",
         )
         for ax, (title, xs, cols) in zip(axes[0], items):
             for m, d in models.items():
@@ -491,7 +509,11 @@ def plots(result, out_dir):
             ax.set_ylabel("accuracy (%)")
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=8)
-        save(fig, name)
+        save(
+            fig,
+            name,
+            f"mean over {seeds} seeds; shaded bands: {conf}% Student-t intervals",
+        )
 
     eps = evaluation["eps_255"]
     if evaluation["attacks"]:
@@ -545,7 +567,8 @@ def plots(result, out_dir):
     if differences:
         columns = main_columns(result)[:PLOT_COLUMNS_LIMIT]
         fig, ax = plt.subplots(
-            figsize=(7, 0.32 * len(columns) * len(differences) + 1.5)
+            figsize=(7, 0.32 * len(columns) * len(differences) + 1.5),
+            layout="constrained",
         )
         y = 0
         ticks, labels = [], []
@@ -574,20 +597,25 @@ def plots(result, out_dir):
             f"difference to {config['baseline']} (points, "
             f"{int(100 * result['confidence'])}% interval)"
         )
-        ax.legend(fontsize=8, loc="best")
+        ax.set_ylim(y + 0.5, 1)
+        ax.legend(fontsize=8, loc="upper right")
         ax.grid(alpha=0.3, axis="x")
-        save(fig, "differences.png")
+        save(
+            fig,
+            "differences.png",
+            f"paired differences over {seeds} seeds; bars: {conf}% Student-t intervals",
+        )
     lambdas = {m: d["lambdas"] for m, d in models.items() if d["lambdas"]}
     if lambdas:
-        fig, ax = plt.subplots(figsize=(7, 3.3))
+        fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
         for m, lams in lambdas.items():
             blocks = range(1, len(lams) + 1)
             ax.plot(
                 blocks,
                 [v["mean"] for v in lams.values()],
-                marker="o",
                 label=f"{m} (mean)",
                 color=colour[m],
+                **style[m],
             )
             for b, v in zip(blocks, lams.values()):
                 per_seed = list(v["seeds"].values())
@@ -596,7 +624,8 @@ def plots(result, out_dir):
         ax.set_ylabel("learned lambda (dots: seeds)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        save(fig, "lambdas.png")
+        note = f"learned lambda: the line is the mean, the dots the {seeds} seeds"
+        save(fig, "lambdas.png", note)
     return paths
 
 
@@ -672,7 +701,10 @@ def landscape_plot(landscape, result, out_dir):
     import numpy as np
 
     colour = model_colours(result["config"]["models"])
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), squeeze=False)
+    style = model_styles(result["config"]["models"], result["config"]["baseline"])
+    fig, axes = plt.subplots(
+        2, 2, figsize=(10, 6.8), squeeze=False, layout="constrained"
+    )
     for column, kind in enumerate(("sign_gradient", "random")):
         curves = landscape["landscape_1d"][kind]
         t = 255 * np.asarray(curves["t"])
@@ -690,7 +722,15 @@ def landscape_plot(landscape, result, out_dir):
                 for values in runs:
                     ax.plot(t, scale * values, color=colour[model], lw=0.6, alpha=0.4)
                 mean = scale * np.mean(runs, axis=0)
-                ax.plot(t, mean, color=colour[model], lw=2, label=model)
+                ax.plot(
+                    t,
+                    mean,
+                    color=colour[model],
+                    lw=2,
+                    label=model,
+                    linestyle=style[model]["linestyle"],
+                    zorder=style[model]["zorder"],
+                )
             ax.set_xlabel(
                 "t (x 1/255) along "
                 + (
@@ -707,7 +747,6 @@ def landscape_plot(landscape, result, out_dir):
         f"Input-space landscape, {landscape['settings']['examples']} test images, "
         f"{seeds} seeds per model (thin: each seed, thick: the mean)"
     )
-    fig.tight_layout()
     path = os.path.join(out_dir, "landscape_1d.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
