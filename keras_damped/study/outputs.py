@@ -457,44 +457,48 @@ def model_styles(models, baseline):
     }
 
 
-def plots(result, out_dir):
-    """accuracy_vs_eps.png, accuracy_vs_severity.png, noise_levels.png and
-    differences.png (a forest plot); returns the paths."""
-    import matplotlib
+class _Figures:
+    """What a study's figures share: the folder, one colour and one style per
+    model, the seeds and confidence, and the paths written."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def __init__(self, result, out_dir):
+        import matplotlib
 
-    os.makedirs(out_dir, exist_ok=True)
-    config = result["config"]
-    evaluation = result["evaluation"]
-    models = result["models"]
-    paths = []
-    colour = model_colours(config["models"])
-    style = model_styles(config["models"], config["baseline"])
-    seeds = len(next(iter(models.values()))["runs"])
-    conf = int(100 * result["confidence"])
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
-    def band(ax, xs, cols, summaries, label):
+        config = result["config"]
+        self.plt = plt
+        self.out_dir = out_dir
+        self.models = result["models"]
+        self.colour = model_colours(config["models"])
+        self.style = model_styles(config["models"], config["baseline"])
+        self.seeds = len(next(iter(self.models.values()))["runs"])
+        self.conf = int(100 * result["confidence"])
+        self.paths = []
+
+    def band(self, ax, xs, cols, summaries, label):
+        """A model's mean over `cols` at `xs`, its interval shaded."""
         order = sorted(range(len(xs)), key=lambda i: xs[i])
         xs = [xs[i] for i in order]
         cols = [cols[i] for i in order]
         mean = [100 * summaries[c]["mean"] for c in cols]
         low = [max(0.0, 100 * summaries[c]["low"]) for c in cols]
         high = [min(100.0, 100 * summaries[c]["high"]) for c in cols]
-        ax.plot(xs, mean, label=label, color=colour[label], **style[label])
+        colour = self.colour[label]
+        ax.plot(xs, mean, label=label, color=colour, **self.style[label])
         if not any(math.isnan(v) for v in low):
-            ax.fill_between(xs, low, high, alpha=0.15, color=colour[label], linewidth=0)
+            ax.fill_between(xs, low, high, alpha=0.15, color=colour, linewidth=0)
 
-    def save(fig, name, note):
+    def save(self, fig, name, note):
         fig.suptitle(note, fontsize=9)
-        paths.append(os.path.join(out_dir, name))
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
+        self.paths.append(os.path.join(self.out_dir, name))
+        fig.savefig(self.paths[-1], dpi=100)
+        self.plt.close(fig)
 
-    def panels(name, items, xlabel):
+    def panels(self, name, items, xlabel):
         """One panel per (title, xs, columns), a band per model in each."""
-        fig, axes = plt.subplots(
+        fig, axes = self.plt.subplots(
             1,
             len(items),
             figsize=(4.2 * len(items), 3.6),
@@ -502,131 +506,155 @@ def plots(result, out_dir):
             layout="constrained",
         )
         for ax, (title, xs, cols) in zip(axes[0], items):
-            for m, d in models.items():
-                band(ax, xs, cols, d["summary"], m)
+            for m, d in self.models.items():
+                self.band(ax, xs, cols, d["summary"], m)
             ax.set_title(title)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("accuracy (%)")
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=8)
-        save(
-            fig,
-            name,
-            f"mean over {seeds} seeds; shaded bands: {conf}% Student-t intervals",
+        note = (
+            f"mean over {self.seeds} seeds; shaded bands: {self.conf}% "
+            "Student-t intervals"
         )
+        self.save(fig, name, note)
 
-    eps = evaluation["eps_255"]
+
+def plots(result, out_dir):
+    """accuracy_vs_eps.png, accuracy_vs_severity.png, noise_levels.png,
+    differences.png (a forest plot) and lambdas.png; returns the paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    figures = _Figures(result, out_dir)
+    evaluation = result["evaluation"]
     if evaluation["attacks"]:
-        panels(
-            "accuracy_vs_eps.png",
-            [
-                (
-                    "worst case over attacks" if a == "worst" else a.upper(),
-                    [0] + [float(e) for e in keys],
-                    ["clean"] + [f"{a} {e}" for e in keys],
-                )
-                for a, keys in [
-                    (a, attack_keys(evaluation, a)) for a in evaluation["attacks"]
-                ]
-                + [("worst", [e for e in eps if f"worst {e}" in result["columns"]])]
-                if keys
-            ],
-            "eps (x 1/255, 0: clean)",
-        )
+        items = _eps_panels(result)
+        figures.panels("accuracy_vs_eps.png", items, "eps (x 1/255, 0: clean)")
     severities = evaluation["severities"]
     if evaluation["noises"]:
-        panels(
-            "accuracy_vs_severity.png",
-            [
-                (
-                    f"{noise} noise",
-                    [0] + list(severities),
-                    ["clean"] + [f"{noise} s{s}" for s in severities],
-                )
-                for noise in evaluation["noises"]
-            ],
-            "severity (0: clean)",
-        )
-    levels = evaluation.get("noise_levels") or {}
-    if levels:
-        from keras_damped.data.corruptions import NOISES
-
-        items = []
-        for noise, values in levels.items():
-            xs = [float(v) for v in values]
-            cols = [f"{noise} c={v}" for v in values]
-            if noise in evaluation["noises"] and noise == "gaussian":
-                # The severities are points of the same sweep (sigma c).
-                xs += [NOISES[noise][s - 1] for s in severities]
-                cols += [f"{noise} s{s}" for s in severities]
-            items.append(
-                (f"{noise} noise: severities and beyond", [0.0] + xs, ["clean"] + cols)
+        items = [
+            (
+                f"{noise} noise",
+                [0] + list(severities),
+                ["clean"] + [f"{noise} s{s}" for s in severities],
             )
-        panels("noise_levels.png", items, "noise parameter c (sigma; 0: clean)")
-    differences = result["differences"]
-    if differences:
-        columns = main_columns(result)[:PLOT_COLUMNS_LIMIT]
-        fig, ax = plt.subplots(
-            figsize=(7, 0.32 * len(columns) * len(differences) + 1.5),
-            layout="constrained",
+            for noise in evaluation["noises"]
+        ]
+        figures.panels("accuracy_vs_severity.png", items, "severity (0: clean)")
+    if evaluation.get("noise_levels"):
+        figures.panels(
+            "noise_levels.png",
+            _level_panels(evaluation),
+            "noise parameter c (sigma; 0: clean)",
         )
-        y = 0
-        ticks, labels = [], []
-        for model, diffs in differences.items():
-            for c in columns:
-                s = diffs[c]
-                x = 100 * s["mean"]
-                err = 0 if math.isnan(s["half_width"]) else 100 * s["half_width"]
-                ax.errorbar(
-                    x,
-                    y,
-                    xerr=err,
-                    fmt="o",
-                    color=colour[model],
-                    capsize=3,
-                    label=model if c == columns[0] else None,
-                )
-                ticks.append(y)
-                labels.append(c)
-                y -= 1
-            y -= 1
-        ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(ticks)
-        ax.set_yticklabels(labels, fontsize=7)
-        ax.set_xlabel(
-            f"difference to {config['baseline']} (points, "
-            f"{int(100 * result['confidence'])}% interval)"
-        )
-        ax.set_ylim(y + 0.5, 1)
-        ax.legend(fontsize=8, loc="upper right")
-        ax.grid(alpha=0.3, axis="x")
-        save(
-            fig,
-            "differences.png",
-            f"paired differences over {seeds} seeds; bars: {conf}% Student-t intervals",
-        )
-    lambdas = {m: d["lambdas"] for m, d in models.items() if d["lambdas"]}
+    if result["differences"]:
+        _differences_plot(figures, result)
+    lambdas = {m: d["lambdas"] for m, d in result["models"].items() if d["lambdas"]}
     if lambdas:
-        fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
-        for m, lams in lambdas.items():
-            blocks = range(1, len(lams) + 1)
-            ax.plot(
-                blocks,
-                [v["mean"] for v in lams.values()],
-                label=f"{m} (mean)",
-                color=colour[m],
-                **style[m],
+        _lambdas_plot(figures, lambdas)
+    return figures.paths
+
+
+def _eps_panels(result):
+    """(title, eps, columns) per attack and for the worst case."""
+    evaluation = result["evaluation"]
+    worst = [e for e in evaluation["eps_255"] if f"worst {e}" in result["columns"]]
+    per_attack = [(a, attack_keys(evaluation, a)) for a in evaluation["attacks"]]
+    return [
+        (
+            "worst case over attacks" if a == "worst" else a.upper(),
+            [0] + [float(e) for e in keys],
+            ["clean"] + [f"{a} {e}" for e in keys],
+        )
+        for a, keys in per_attack + [("worst", worst)]
+        if keys
+    ]
+
+
+def _level_panels(evaluation):
+    """(title, noise parameters, columns) per noise with explicit levels;
+    Gaussian's severities join its sweep (they are points of it)."""
+    from keras_damped.data.corruptions import NOISES
+
+    severities = evaluation["severities"]
+    items = []
+    for noise, values in evaluation["noise_levels"].items():
+        xs = [float(v) for v in values]
+        cols = [f"{noise} c={v}" for v in values]
+        if noise in evaluation["noises"] and noise == "gaussian":
+            xs += [NOISES[noise][s - 1] for s in severities]
+            cols += [f"{noise} s{s}" for s in severities]
+        items.append(
+            (f"{noise} noise: severities and beyond", [0.0] + xs, ["clean"] + cols)
+        )
+    return items
+
+
+def _differences_plot(figures, result):
+    """differences.png: each model's paired difference per column, with its
+    interval, against the baseline."""
+    differences = result["differences"]
+    columns = main_columns(result)[:PLOT_COLUMNS_LIMIT]
+    fig, ax = figures.plt.subplots(
+        figsize=(7, 0.32 * len(columns) * len(differences) + 1.5),
+        layout="constrained",
+    )
+    y = 0
+    ticks, labels = [], []
+    for model, diffs in differences.items():
+        for c in columns:
+            s = diffs[c]
+            err = 0 if math.isnan(s["half_width"]) else 100 * s["half_width"]
+            ax.errorbar(
+                100 * s["mean"],
+                y,
+                xerr=err,
+                fmt="o",
+                color=figures.colour[model],
+                capsize=3,
+                label=model if c == columns[0] else None,
             )
-            for b, v in zip(blocks, lams.values()):
-                per_seed = list(v["seeds"].values())
-                ax.scatter([b] * len(per_seed), per_seed, s=10, color=colour[m])
-        ax.set_xlabel("damped block (input to output)")
-        ax.set_ylabel("learned lambda (dots: seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        note = f"learned lambda: the line is the mean, the dots the {seeds} seeds"
-        save(fig, "lambdas.png", note)
-    return paths
+            ticks.append(y)
+            labels.append(c)
+            y -= 1
+        y -= 1
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel(
+        f"difference to {result['config']['baseline']} (points, "
+        f"{figures.conf}% interval)"
+    )
+    ax.set_ylim(y + 0.5, 1)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3, axis="x")
+    note = (
+        f"paired differences over {figures.seeds} seeds; bars: {figures.conf}% "
+        "Student-t intervals"
+    )
+    figures.save(fig, "differences.png", note)
+
+
+def _lambdas_plot(figures, lambdas):
+    """lambdas.png: the learned lambda per damped block, mean and seeds."""
+    fig, ax = figures.plt.subplots(figsize=(7, 3.6), layout="constrained")
+    for m, lams in lambdas.items():
+        blocks = range(1, len(lams) + 1)
+        ax.plot(
+            blocks,
+            [v["mean"] for v in lams.values()],
+            label=f"{m} (mean)",
+            color=figures.colour[m],
+            **figures.style[m],
+        )
+        for b, v in zip(blocks, lams.values()):
+            per_seed = list(v["seeds"].values())
+            ax.scatter([b] * len(per_seed), per_seed, s=10, color=figures.colour[m])
+    ax.set_xlabel("damped block (input to output)")
+    ax.set_ylabel("learned lambda (dots: seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    note = f"learned lambda: the line is the mean, the dots the {figures.seeds} seeds"
+    figures.save(fig, "lambdas.png", note)
 
 
 def _tag(column):

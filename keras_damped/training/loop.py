@@ -318,7 +318,54 @@ def train(config, resume=False, overwrite=False, callbacks=None):
         BackupUnlessDiverged.recover(os.path.join(config.run_dir, "checkpoints"))
     initial_epoch = _check_run_dir(config, resume, overwrite) if chief else 0
     previous = _previous_record(config.run_dir) if chief and not overwrite else None
+    data = _load_data(config)
+    steps = steps_per_epoch(len(data[0]), config.batch_size)
+    keras.utils.set_random_seed(config.seed)
+    precision = resolve_precision(config.precision)
+    model, decayed = _compiled_model(config, info, strategy, steps, jit, precision)
+    if chief:
+        resolved = {
+            "jit_compile": jit,
+            "jit_compile_rule": jit_reason,
+            "precision": precision,
+            "decayed_weights": decayed,
+        }
+        resolved = _resolved(config, info, strategy, model, data, steps, resolved)
+        _write_record(config, overwrite, resolved, initial_epoch, previous)
+        backup_dir = os.path.join(config.run_dir, "checkpoints")
+    else:
+        backup_dir = tempfile.mkdtemp(prefix="keras_damped_worker_")
+    backup = BackupUnlessDiverged(backup_dir)
+    fit_callbacks = _run_callbacks(config, chief, backup, callbacks)
+    if initial_epoch:
+        logger.info("Resuming %s after epoch %d.", config.run_dir, initial_epoch)
+    history = _fit(config, model, strategy, data, steps, initial_epoch, fit_callbacks)
+    if backup.diverged_at is not None:
+        epoch, batch = backup.diverged_at
+        raise TrainingDivergedError(
+            f"Training diverged: the loss became NaN or infinite at epoch "
+            f"{epoch + 1}, batch {batch + 1}, and TerminateOnNaN stopped it. The "
+            f"last good checkpoint (after epoch {epoch}) is kept in {backup_dir}; "
+            "lower --lr and continue with --resume."
+        )
+    run_dir = config.run_dir
+    model_path = os.path.join(run_dir, "model.keras")
+    if initial_epoch >= config.epochs:
+        # Nothing left to train: restore the finished state exactly as fit()
+        # would (weights, optimizer state) instead of saving fresh weights.
+        backup.set_model(model)
+        backup.on_train_begin()
+        if chief and os.path.isfile(model_path):
+            return TrainResult(model, history, run_dir, initial_epoch)
+    if chief:
+        model.save(model_path)
+    return TrainResult(model, history, run_dir, initial_epoch)
 
+
+def _load_data(config):
+    """(images, labels, validation images, validation labels): the training
+    split, and the test split or the end of the training split (with
+    `validation_split`) for validation."""
     images, labels = load_arrays(
         config.dataset, "train", config.data_dir, config.train_limit
     )
@@ -335,10 +382,13 @@ def train(config, resume=False, overwrite=False, callbacks=None):
             f"validation_split={config.validation_split} leaves no training or "
             f"validation examples of {len(images) + len(val_images)}."
         )
+    return images, labels, val_images, val_labels
 
-    steps = steps_per_epoch(len(images), config.batch_size)
-    keras.utils.set_random_seed(config.seed)
-    precision = resolve_precision(config.precision)
+
+def _compiled_model(config, info, strategy, steps, jit, precision):
+    """The model, weight decay added and compiled with the reference SGD and
+    the schedule, under `precision`, in `strategy`'s scope; returns it and
+    the number of decayed weights."""
     keras.config.set_dtype_policy(precision)
     try:
         with strategy.scope():
@@ -369,55 +419,66 @@ def train(config, resume=False, overwrite=False, callbacks=None):
             model.optimizer.build(model.trainable_variables)
     finally:
         keras.config.set_dtype_policy("float32")
+    return model, decayed
 
+
+def _resolved(config, info, strategy, model, data, steps, decided):
+    """config.json's `resolved`: what the settings turned out to be here."""
+    return {
+        "jit_compile": decided["jit_compile"],
+        "jit_compile_rule": decided["jit_compile_rule"],
+        "intra_op_threads": (
+            tf.config.threading.get_intra_op_parallelism_threads() or "default"
+        ),
+        "precision": decided["precision"],
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+        "train_examples": len(data[0]),
+        "validation_examples": len(data[2]),
+        "steps_per_epoch": steps,
+        "lr_switch": _switch_record(config, steps),
+        "replicas": strategy.num_replicas_in_sync,
+        "decayed_weights": decided["decayed_weights"],
+        "weight_decay_kind": "coupled L2 (as PyTorch SGD)",
+        "parameters": model.count_params(),
+    }
+
+
+def _write_record(config, overwrite, resolved, initial_epoch, previous):
+    """The run folder (emptied first with `overwrite`) and its config.json."""
     run_dir = config.run_dir
-    if chief:
-        if overwrite and os.path.isdir(run_dir):
-            shutil.rmtree(run_dir)
-        os.makedirs(run_dir, exist_ok=True)
-        record = {
-            "config": config.to_dict(),
-            "resolved": {
-                "jit_compile": jit,
-                "jit_compile_rule": jit_reason,
-                "intra_op_threads": (
-                    tf.config.threading.get_intra_op_parallelism_threads() or "default"
-                ),
-                "precision": precision,
-                "input_shape": list(info.input_shape),
-                "num_classes": info.num_classes,
-                "train_examples": len(images),
-                "validation_examples": len(val_images),
-                "steps_per_epoch": steps,
-                "lr_switch": _switch_record(config, steps),
-                "replicas": strategy.num_replicas_in_sync,
-                "decayed_weights": decayed,
-                "weight_decay_kind": "coupled L2 (as PyTorch SGD)",
-                "parameters": model.count_params(),
-            },
-            "versions": library_versions(),
-            "machine": machine_record(),
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "resumed_at_epoch": initial_epoch or None,
-            "previous": previous,
-        }
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(record, f, indent=2)
-        backup_dir = os.path.join(run_dir, "checkpoints")
-    else:
-        backup_dir = tempfile.mkdtemp(prefix="keras_damped_worker_")
+    if overwrite and os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    record = {
+        "config": config.to_dict(),
+        "resolved": resolved,
+        "versions": library_versions(),
+        "machine": machine_record(),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "resumed_at_epoch": initial_epoch or None,
+        "previous": previous,
+    }
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(record, f, indent=2)
 
-    backup = BackupUnlessDiverged(backup_dir)
+
+def _run_callbacks(config, chief, backup, callbacks):
+    """The run's callbacks (checkpoints, NaN stop, and on the chief the
+    TensorBoard logs and the damping monitor), then the caller's."""
     fit_callbacks = [backup, keras.callbacks.TerminateOnNaN()]
     if chief:
+        tb = os.path.join(config.run_dir, "tb")
         fit_callbacks += [
-            keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), write_graph=False),
-            DampingMonitor(os.path.join(run_dir, "tb", "damping"), config.to_dict()),
+            keras.callbacks.TensorBoard(tb, write_graph=False),
+            DampingMonitor(os.path.join(tb, "damping"), config.to_dict()),
         ]
-    fit_callbacks += list(callbacks or [])
-    if initial_epoch:
-        logger.info("Resuming %s after epoch %d.", run_dir, initial_epoch)
+    return fit_callbacks + list(callbacks or [])
 
+
+def _fit(config, model, strategy, data, steps, initial_epoch, callbacks):
+    """Keras' fit over the epochs left; its history ({} when none is left)."""
+    images, labels, val_images, val_labels = data
     train_data = make_dataset(
         images,
         labels,
@@ -429,39 +490,20 @@ def train(config, resume=False, overwrite=False, callbacks=None):
         start_epoch=initial_epoch,
     )
     val_data = make_dataset(val_images, val_labels, config.batch_size)
-    history = {}
+    if initial_epoch >= config.epochs:
+        return {}
     fit_context = contextlib.nullcontext()
     if config.distribute == "multi_worker":
         sample = next(iter(make_dataset(images[:2], labels[:2], 2)))
         fit_context = multi_worker_fit(model, strategy, sample)
-    if initial_epoch < config.epochs:
-        with fit_context:
-            history = model.fit(
-                train_data,
-                epochs=config.epochs,
-                steps_per_epoch=steps,
-                validation_data=val_data,
-                validation_steps=steps_per_epoch(len(val_images), config.batch_size),
-                shuffle=False,  # the pipeline shuffles, keyed on the epoch
-                callbacks=fit_callbacks,
-                verbose=config.verbose,
-            ).history
-    if backup.diverged_at is not None:
-        epoch, batch = backup.diverged_at
-        raise TrainingDivergedError(
-            f"Training diverged: the loss became NaN or infinite at epoch "
-            f"{epoch + 1}, batch {batch + 1}, and TerminateOnNaN stopped it. The "
-            f"last good checkpoint (after epoch {epoch}) is kept in {backup_dir}; "
-            "lower --lr and continue with --resume."
-        )
-    model_path = os.path.join(run_dir, "model.keras")
-    if initial_epoch >= config.epochs:
-        # Nothing left to train: restore the finished state exactly as fit()
-        # would (weights, optimizer state) instead of saving fresh weights.
-        backup.set_model(model)
-        backup.on_train_begin()
-        if chief and os.path.isfile(model_path):
-            return TrainResult(model, history, run_dir, initial_epoch)
-    if chief:
-        model.save(model_path)
-    return TrainResult(model, history, run_dir, initial_epoch)
+    with fit_context:
+        return model.fit(
+            train_data,
+            epochs=config.epochs,
+            steps_per_epoch=steps,
+            validation_data=val_data,
+            validation_steps=steps_per_epoch(len(val_images), config.batch_size),
+            shuffle=False,  # the pipeline shuffles, keyed on the epoch
+            callbacks=callbacks,
+            verbose=config.verbose,
+        ).history
