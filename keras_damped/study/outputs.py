@@ -162,13 +162,31 @@ def _resolution_lines(result, columns, conf, title="## Resolution"):
 
 
 def to_markdown(result):
-    config = result["config"]
-    evaluation = result["evaluation"]
-    models = result["models"]
+    """study.md: every table of the study, each section a helper below."""
     columns = main_columns(result)
     conf = int(round(100 * result["confidence"]))
+    lines = _header_lines(result, conf)
+    lines += _accuracy_lines(result, columns, conf)
+    lines += _relative_lines(result, [c for c in columns if c != "clean"])
+    lines += _protocol_lines(result, conf)
+    lines += _severity_lines(result)
+    lines += _lambda_lines(result["models"])
+    lines += _depth_lines(result.get("depth_comparison"), conf)
+    lines += _provenance_lines(result["models"])
+    lines += ["", "## Per run", ""]
+    rows = []
+    for m, d in result["models"].items():
+        for seed, cols in d["runs"].items():
+            rows.append([m, seed] + [_pct(cols[c]) for c in columns])
+    lines += _table(["model", "seed"] + columns, rows)
+    return "\n".join(lines) + "\n"
+
+
+def _header_lines(result, conf):
+    config = result["config"]
+    evaluation = result["evaluation"]
     seeds = ",".join(str(s) for s in config["seeds"])
-    lines = [
+    return [
         f"Study: {', '.join(config['models'])} x seeds {seeds} on "
         f"`{config['train']['dataset']}`; {config['train']['epochs']} epochs on "
         f"{config['train']['train_limit'] or 'all'} training examples; evaluated on "
@@ -180,37 +198,47 @@ def to_markdown(result):
         "example as robust only if it survives every L-infinity attack at eps "
         "e. Noise columns are the mean over the severities; `c=` columns use an "
         "explicit noise parameter.",
-        "",
-        "## Accuracy",
-        "",
     ]
+
+
+def _difference_rows(differences, columns):
+    """One row per model: its signed differences, bold where resolved."""
+    return [
+        [model] + [_bold_if_resolved(diffs[c]) for c in columns]
+        for model, diffs in differences.items()
+    ]
+
+
+def _accuracy_lines(result, columns, conf):
+    """The accuracy table, the paired differences, in words, and the
+    resolution."""
+    lines = ["", "## Accuracy", ""]
     rows = [
-        [m] + [_interval(d["summary"][c]) for c in columns] for m, d in models.items()
+        [m] + [_interval(d["summary"][c]) for c in columns]
+        for m, d in result["models"].items()
     ]
     lines += _table(["model"] + columns, rows)
+    baseline = result["config"]["baseline"]
     lines += [
         "",
-        f"## Paired differences against {config['baseline']} (points, seed-matched)",
+        f"## Paired differences against {baseline} (points, seed-matched)",
         "",
         f"Mean difference and its {conf}% interval; **bold** where the interval "
         "excludes zero.",
         "",
     ]
-    rows = []
-    for model, diffs in result["differences"].items():
-        row = [model]
-        for c in columns:
-            cell = _signed(diffs[c])
-            row.append(
-                f"**{cell}**" if diffs[c]["verdict"] != "no difference shown" else cell
-            )
-        rows.append(row)
+    rows = _difference_rows(result["differences"], columns)
     if rows:
         lines += _table(["model"] + columns, rows)
         lines += ["", "In words:", ""] + findings(result)
         lines += _resolution_lines(result, columns, conf)
-    rel_columns = [c for c in columns if c != "clean"]
-    lines += [
+    return lines
+
+
+def _relative_lines(result, columns):
+    """Accuracy over clean accuracy on the same images, and its differences."""
+    evaluation = result["evaluation"]
+    lines = [
         "",
         "## Relative to clean accuracy (robust / clean on the same images, %)",
         "",
@@ -220,71 +248,59 @@ def to_markdown(result):
         "",
     ]
     rows = [
-        [m] + [_interval(d["relative"][c]) for c in rel_columns]
-        for m, d in models.items()
+        [m] + [_interval(d["relative"][c]) for c in columns]
+        for m, d in result["models"].items()
     ]
-    lines += _table(["model"] + rel_columns, rows)
-    rows = []
-    for model, diffs in result["differences"].items():
-        rel = diffs["_relative"]
-        row = [model]
-        for c in rel_columns:
-            cell = _signed(rel[c])
-            row.append(
-                f"**{cell}**" if rel[c]["verdict"] != "no difference shown" else cell
-            )
-        rows.append(row)
+    lines += _table(["model"] + columns, rows)
+    relative = {m: d["_relative"] for m, d in result["differences"].items()}
+    rows = _difference_rows(relative, columns)
     if rows:
         lines += [
             "",
             f"Paired differences of the relative accuracy against "
-            f"{config['baseline']} (points):",
+            f"{result['config']['baseline']} (points):",
             "",
         ]
-        lines += _table(["model"] + rel_columns, rows)
-    lines += _protocol_lines(result, conf)
-    severity_cols = severity_columns(result)
-    if severity_cols:
-        lines += ["", "## Noise by severity", ""]
-        rows = [
-            [m] + [_interval(d["summary"][c]) for c in severity_cols]
-            for m, d in models.items()
-        ]
-        lines += _table(["model"] + severity_cols, rows)
+        lines += _table(["model"] + columns, rows)
+    return lines
+
+
+def _severity_lines(result):
+    columns = severity_columns(result)
+    if not columns:
+        return []
+    rows = [
+        [m] + [_interval(d["summary"][c]) for c in columns]
+        for m, d in result["models"].items()
+    ]
+    return ["", "## Noise by severity", ""] + _table(["model"] + columns, rows)
+
+
+def _lambda_lines(models):
+    """The learned lambda of every damped block, per seed and the mean."""
     damped = {m: d["lambdas"] for m, d in models.items() if d["lambdas"]}
-    if damped:
-        lines += [
-            "",
-            "## Learned lambda per damped block",
-            "",
-            "Per seed and the mean over seeds; relu clamps lambda at 0 "
-            "(lambda-In-ResNet) and 1 - lambda at 0 (In-ResNet), so exact zeros "
-            "are printed as 0.",
-            "",
-        ]
-        blocks = list(next(iter(damped.values())))
-        rows = []
-        for m, lams in damped.items():
-            seeds = sorted({s for b in lams.values() for s in b["seeds"]}, key=int)
-            for seed in seeds:
-                rows.append(
-                    [m, seed]
-                    + [
-                        _lambda(lams.get(b, {}).get("seeds", {}).get(seed))
-                        for b in blocks
-                    ]
-                )
-            rows.append([m, "mean"] + [_lambda(lams[b]["mean"]) for b in blocks])
-        lines += _table(["model", "seed"] + blocks, rows)
-    lines += _depth_lines(result.get("depth_comparison"), conf)
-    lines += _provenance_lines(models)
-    lines += ["", "## Per run", ""]
+    if not damped:
+        return []
+    lines = [
+        "",
+        "## Learned lambda per damped block",
+        "",
+        "Per seed and the mean over seeds; relu clamps lambda at 0 "
+        "(lambda-In-ResNet) and 1 - lambda at 0 (In-ResNet), so exact zeros "
+        "are printed as 0.",
+        "",
+    ]
+    blocks = list(next(iter(damped.values())))
     rows = []
-    for m, d in models.items():
-        for seed, cols in d["runs"].items():
-            rows.append([m, seed] + [_pct(cols[c]) for c in columns])
-    lines += _table(["model", "seed"] + columns, rows)
-    return "\n".join(lines) + "\n"
+    for m, lams in damped.items():
+        seeds = sorted({s for b in lams.values() for s in b["seeds"]}, key=int)
+        for seed in seeds:
+            rows.append(
+                [m, seed]
+                + [_lambda(lams.get(b, {}).get("seeds", {}).get(seed)) for b in blocks]
+            )
+        rows.append([m, "mean"] + [_lambda(lams[b]["mean"]) for b in blocks])
+    return lines + _table(["model", "seed"] + blocks, rows)
 
 
 def _depth_lines(table, conf):
