@@ -343,11 +343,7 @@ def run_study(config, overwrite=False, log=None, jobs=None, train_only=False):
         The study result dict (what `study.json` holds); None with
         `train_only`.
     """
-    from keras_damped.robustness import RobustnessReport
     from keras_damped.study.outputs import write_if_changed
-    from keras_damped.study.outputs import write_outputs
-    from keras_damped.study.stats import depth_table
-    from keras_damped.study.stats import summarize_study
     from keras_damped.training.loop import use_cpu_threads
 
     log = log or logger.info
@@ -383,6 +379,22 @@ def run_study(config, overwrite=False, log=None, jobs=None, train_only=False):
         return None
     if config.landscape:
         _landscape(config, runs, log)
+    result = _aggregate(config, runs)
+    log(
+        f"Study finished in {_duration(time.monotonic() - started)}: "
+        f"{config.out}/study.md, study.json, plots/, tb/"
+    )
+    return result
+
+
+def _aggregate(config, runs):
+    """The study result from the runs' reports (and the comparison with
+    another study), written to the study folder."""
+    from keras_damped.robustness import RobustnessReport
+    from keras_damped.study.outputs import write_outputs
+    from keras_damped.study.stats import depth_table
+    from keras_damped.study.stats import summarize_study
+
     reports = {
         (m, s): RobustnessReport.from_json(
             os.path.join(_eval_dir(config, m, s), "report.json")
@@ -394,8 +406,4 @@ def run_study(config, overwrite=False, log=None, jobs=None, train_only=False):
         with open(os.path.join(config.compare_with, "study.json")) as f:
             result["depth_comparison"] = depth_table(json.load(f), result)
     write_outputs(config, result)
-    log(
-        f"Study finished in {_duration(time.monotonic() - started)}: "
-        f"{config.out}/study.md, study.json, plots/, tb/"
-    )
     return result

@@ -361,69 +361,31 @@ def summarize_study(config, reports):
     protocols; they have no relative summary (their `eps 0`, not the pixel
     clean accuracy, is their reference).
     """
-    models = {}
-    columns = None
-    settings = None
-    for (model, seed), report in reports.items():
-        (entry,) = report.data["models"].values()
-        settings = report.data["settings"]
-        cols = run_columns(entry, settings)
-        columns = columns or list(cols)
-        data = models.setdefault(model, {"runs": {}, "clean_attacked": {}})
-        data["runs"][seed] = cols
-        data["clean_attacked"][seed] = clean_on_attacked(entry, settings)
-        data.setdefault("provenance", {})[str(seed)] = _provenance(
-            config, model, seed, report.data
-        )
+    models, columns, settings = _collect_runs(config, reports)
     by_protocol = protocol_columns(columns, settings)
     relative_columns = [c for c in columns if c != "clean" and c not in by_protocol]
     attacked = attacked_columns(settings)
-
-    def relatives(data, column):
-        return {
-            s: relative(r, column, data["clean_attacked"][s], attacked)
-            for s, r in data["runs"].items()
-        }
-
     for model, data in models.items():
         runs = data["runs"]
         data["summary"] = {c: summarize([r[c] for r in runs.values()]) for c in columns}
         data["relative"] = {
-            c: summarize(list(relatives(data, c).values())) for c in relative_columns
+            c: summarize(list(_relatives(data, c, attacked).values()))
+            for c in relative_columns
         }
         data["lambdas"] = _lambdas(config, model, sorted(runs))
     families = _families(columns, settings)
-    base = models[config.baseline]
-    differences = {}
-    for model, data in models.items():
-        if model == config.baseline:
-            continue
-        diffs = {
-            c: paired_difference(
-                {s: r[c] for s, r in data["runs"].items()},
-                {s: r[c] for s, r in base["runs"].items()},
-                floor=example_floor(c, settings),
-            )
-            for c in columns
-        }
-        for diff in diffs.values():
-            diff["seeds_needed"] = {
-                points(h): seeds_needed(diff["sd"], h) for h in RESOLUTION_TARGETS
-            }
-            diff["p"] = t_test_p(diff)
-            diff["detectable_80"] = detectable(diff)
-        for family in families.values():
-            for c, p in holm({c: diffs[c]["p"] for c in family}).items():
-                diffs[c]["p_holm"] = p
-        diffs["_relative"] = {
-            c: paired_difference(
-                relatives(data, c),
-                relatives(base, c),
-                floor=example_floor(c, settings),
-            )
-            for c in relative_columns
-        }
-        differences[model] = diffs
+    differences = {
+        model: _differences(
+            data,
+            models[config.baseline],
+            columns,
+            relative_columns,
+            settings,
+            families,
+        )
+        for model, data in models.items()
+        if model != config.baseline
+    }
     return {
         "config": config.to_dict(),
         "evaluation": settings,
@@ -441,6 +403,67 @@ def summarize_study(config, reports):
         },
         "differences": differences,
     }
+
+
+def _collect_runs(config, reports):
+    """({model: {"runs", "clean_attacked", "provenance"}}, the columns, the
+    evaluation settings) from the run reports."""
+    models = {}
+    columns = None
+    settings = None
+    for (model, seed), report in reports.items():
+        (entry,) = report.data["models"].values()
+        settings = report.data["settings"]
+        cols = run_columns(entry, settings)
+        columns = columns or list(cols)
+        data = models.setdefault(model, {"runs": {}, "clean_attacked": {}})
+        data["runs"][seed] = cols
+        data["clean_attacked"][seed] = clean_on_attacked(entry, settings)
+        data.setdefault("provenance", {})[str(seed)] = _provenance(
+            config, model, seed, report.data
+        )
+    return models, columns, settings
+
+
+def _relatives(data, column, attacked):
+    """{seed: accuracy in `column` over the clean accuracy on its images}."""
+    return {
+        s: relative(r, column, data["clean_attacked"][s], attacked)
+        for s, r in data["runs"].items()
+    }
+
+
+def _differences(data, base, columns, relative_columns, settings, families):
+    """A model's paired differences against the baseline `base`, per column
+    (with its resolution, p-value, Holm-adjusted p-value and 80%-power
+    difference), and of its relative accuracies (`_relative`)."""
+    diffs = {
+        c: paired_difference(
+            {s: r[c] for s, r in data["runs"].items()},
+            {s: r[c] for s, r in base["runs"].items()},
+            floor=example_floor(c, settings),
+        )
+        for c in columns
+    }
+    for diff in diffs.values():
+        diff["seeds_needed"] = {
+            points(h): seeds_needed(diff["sd"], h) for h in RESOLUTION_TARGETS
+        }
+        diff["p"] = t_test_p(diff)
+        diff["detectable_80"] = detectable(diff)
+    for family in families.values():
+        for c, p in holm({c: diffs[c]["p"] for c in family}).items():
+            diffs[c]["p_holm"] = p
+    attacked = attacked_columns(settings)
+    diffs["_relative"] = {
+        c: paired_difference(
+            _relatives(data, c, attacked),
+            _relatives(base, c, attacked),
+            floor=example_floor(c, settings),
+        )
+        for c in relative_columns
+    }
+    return diffs
 
 
 def _provenance(config, model, seed, report):
