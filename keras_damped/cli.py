@@ -176,10 +176,13 @@ def parse_severities(text):
 
 def _add_robustness_options(parser, attacks):
     """The evaluation options `evaluate` and `study` share (EvalConfig's)."""
-    from keras_damped.robustness.config import NOISE_SOURCES
-    from keras_damped.robustness.config import EvalConfig
+    _add_attack_options(parser, attacks)
+    _add_data_options(parser)
+    _add_budget_and_protocol_options(parser)
 
-    d = EvalConfig()
+
+def _add_attack_options(parser, attacks):
+    """Which attacks run, at which radii, and users' attack modules."""
     parser.add_argument(
         "--attacks",
         default=attacks,
@@ -206,6 +209,14 @@ def _add_robustness_options(parser, attacks):
         help="comma-separated modules to import first: they register attacks "
         "of your own (keras_damped.robustness.register_attack)",
     )
+
+
+def _add_data_options(parser):
+    """The noise group and the test examples."""
+    from keras_damped.robustness.config import NOISE_SOURCES
+    from keras_damped.robustness.config import EvalConfig
+
+    d = EvalConfig()
     parser.add_argument(
         "--noises",
         default="gaussian,shot,impulse,speckle",
@@ -234,6 +245,13 @@ def _add_robustness_options(parser, attacks):
         help="attack only the first N of the --test-limit examples (default: "
         "all); clean accuracy and noise use all of them",
     )
+
+
+def _add_budget_and_protocol_options(parser):
+    """The attacks' budgets and the authors' protocols."""
+    from keras_damped.robustness.config import EvalConfig
+
+    d = EvalConfig()
     budgets = (
         ("--steps", "iterations of IFGSM, PGD, MIM and SPSA (20; C&W runs 10x)"),
         ("--apgd-steps", "iterations of APGD-CE and of each APGD-T target (100)"),
