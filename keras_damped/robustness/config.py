@@ -105,48 +105,13 @@ class EvalConfig:
         """A new config with every setting checked and normalised (sorted
         radii, "all" expanded); raises ValueError naming the first bad one."""
         from keras_damped.data.corruptions import check_level
-        from keras_damped.data.corruptions import check_noise
-        from keras_damped.data.pipeline import dataset_info
         from keras_damped.robustness.protocols import check_protocols
-        from keras_damped.robustness.registry import import_plugins
         from keras_damped.robustness.registry import parse_attacks
 
-        if isinstance(self.dataset, str):
-            dataset_info(self.dataset)
-        elif not (isinstance(self.dataset, (tuple, list)) and len(self.dataset) == 2):
-            raise ValueError(
-                "dataset must be a dataset name or (images, labels) arrays. "
-                f"Received: dataset of type {type(self.dataset).__name__}"
-            )
-        plugins = [str(m) for m in _as_list(self.plugins)]
-        import_plugins(plugins)
-        attacks = parse_attacks(self.attacks)
-        eps = eps_list("eps", self.eps) if _as_list(self.eps) else []
-        unknown = [a for a in self.attack_eps if a not in attacks]
-        if unknown:
-            raise ValueError(
-                f"attack_eps names attacks that do not run: {unknown}. Expected "
-                f"names among attacks={attacks}."
-            )
-        attack_eps = {
-            a: eps_list(f"attack_eps[{a!r}]", v) for a, v in self.attack_eps.items()
-        }
-        missing = [a for a in attacks if not attack_eps.get(a, eps)]
-        if missing:
-            raise ValueError(
-                f"Attacks need at least one eps. Received: eps=[] for {missing}."
-            )
-        for noise in _as_list(self.noises):
-            check_noise(noise, 1)
-        severities = [int(s) for s in _as_list(self.severities)]
-        for severity in severities:
-            check_noise("gaussian", severity)
-        positive_int("test_limit", self.test_limit)
-        optional_positive_int("attack_limit", self.attack_limit)
-        positive_int("batch_size", self.batch_size)
-        non_negative_int("seed", self.seed)
-        positive_int("examples_shown", self.examples_shown)
-        choice("noise_source", self.noise_source, NOISE_SOURCES)
+        self._check_dataset()
+        plugins, attacks, eps, attack_eps = self._checked_attacks()
+        severities = self._checked_noises()
+        self._check_counts()
         (large_eps,) = eps_list("large_eps", [self.large_eps])
         protocol_attacks = (
             None
@@ -194,6 +159,62 @@ class EvalConfig:
         # TensorFlow's devices, which fixes its thread counts for good).
         config.budget(jit_compile=False)
         return config
+
+    def _check_dataset(self):
+        from keras_damped.data.pipeline import dataset_info
+
+        if isinstance(self.dataset, str):
+            dataset_info(self.dataset)
+        elif not (isinstance(self.dataset, (tuple, list)) and len(self.dataset) == 2):
+            raise ValueError(
+                "dataset must be a dataset name or (images, labels) arrays. "
+                f"Received: dataset of type {type(self.dataset).__name__}"
+            )
+
+    def _checked_attacks(self):
+        """(plug-ins, attacks, eps, attack_eps), checked and normalised; the
+        plug-ins are imported first (they register attacks)."""
+        from keras_damped.robustness.registry import import_plugins
+        from keras_damped.robustness.registry import parse_attacks
+
+        plugins = [str(m) for m in _as_list(self.plugins)]
+        import_plugins(plugins)
+        attacks = parse_attacks(self.attacks)
+        eps = eps_list("eps", self.eps) if _as_list(self.eps) else []
+        unknown = [a for a in self.attack_eps if a not in attacks]
+        if unknown:
+            raise ValueError(
+                f"attack_eps names attacks that do not run: {unknown}. Expected "
+                f"names among attacks={attacks}."
+            )
+        attack_eps = {
+            a: eps_list(f"attack_eps[{a!r}]", v) for a, v in self.attack_eps.items()
+        }
+        missing = [a for a in attacks if not attack_eps.get(a, eps)]
+        if missing:
+            raise ValueError(
+                f"Attacks need at least one eps. Received: eps=[] for {missing}."
+            )
+        return plugins, attacks, eps, attack_eps
+
+    def _checked_noises(self):
+        """The severities as integers, every noise and severity checked."""
+        from keras_damped.data.corruptions import check_noise
+
+        for noise in _as_list(self.noises):
+            check_noise(noise, 1)
+        severities = [int(s) for s in _as_list(self.severities)]
+        for severity in severities:
+            check_noise("gaussian", severity)
+        return severities
+
+    def _check_counts(self):
+        positive_int("test_limit", self.test_limit)
+        optional_positive_int("attack_limit", self.attack_limit)
+        positive_int("batch_size", self.batch_size)
+        non_negative_int("seed", self.seed)
+        positive_int("examples_shown", self.examples_shown)
+        choice("noise_source", self.noise_source, NOISE_SOURCES)
 
     def protocol_attack_names(self):
         """The authors' protocols' attacks: `protocol_attacks`, else `attacks`."""
