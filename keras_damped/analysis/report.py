@@ -96,77 +96,29 @@ def plots(result):
     figures = {}
     clip = "clipped to [0, 1]" if result["settings"]["clip"] else "not clipped"
     if "landscape_1d" in result:
-        fig, axes = _figure(plt, 2)
-        for ax, (kind, data) in zip(axes, result["landscape_1d"].items()):
-            t = np.array(data["t"]) * 255
-            for name, values in data["models"].items():
-                ax.plot(t, values["loss"], label=name)
-            ax.set_title(
-                f"loss along the {'attack' if kind != 'random' else 'random'}"
-                f" direction ({clip})",
-                fontsize=9,
-            )
-            ax.set_xlabel("t (x 1/255)")
-            ax.set_ylabel("mean cross-entropy")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
-        figures["landscape_1d.png"] = fig
+        figures["landscape_1d.png"] = _landscape_1d_figure(plt, result, clip)
     if "landscape_2d" in result:
-        models = result["landscape_2d"]
-        fig, axes = _figure(plt, len(models), 3.8)
-        for ax, (name, data) in zip(axes, models.items()):
-            t = np.array(data["t"]) * 255
-            contour = ax.contourf(t, t, np.array(data["loss"]).T, levels=15)
-            fig.colorbar(contour, ax=ax)
-            ax.set_title(f"{name} ({clip})", fontsize=9)
-            ax.set_xlabel("attack direction (x 1/255)")
-            ax.set_ylabel("random direction (x 1/255)")
-        figures["landscape_2d.png"] = fig
+        figures["landscape_2d.png"] = _landscape_2d_figure(plt, result, clip)
     if "perturbation_growth" in result:
-        fig, axes = _figure(plt, 2)
-        for ax, kind in zip(axes, ("random", "adversarial")):
-            for name, data in result["perturbation_growth"].items():
-                ax.plot(
-                    range(1, len(data[kind]["ratio"]) + 1),
-                    data[kind]["ratio"],
-                    marker=".",
-                    label=name,
-                )
-            ax.set_title(f"{kind} perturbation growth", fontsize=9)
-            ax.set_xlabel("block")
-            ax.set_ylabel("||h(x+d) - h(x)|| / ||d||")
-            ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
-        figures["perturbation_growth.png"] = fig
+        figures["perturbation_growth.png"] = _growth_figure(plt, result)
     if "spectral_norms" in result:
-        fig, axes = _figure(plt, 1, 6)
-        for name, data in result["spectral_norms"].items():
-            axes[0].plot(
-                range(1, len(data["sigma"]) + 1), data["sigma"], marker=".", label=name
-            )
-        axes[0].set_title("block Jacobian spectral norm (mean over inputs)", fontsize=9)
-        axes[0].set_xlabel("block")
-        axes[0].set_ylabel("largest singular value")
-        axes[0].legend(fontsize=8)
-        axes[0].grid(alpha=0.3)
-        figures["spectral_norms.png"] = fig
+        figures["spectral_norms.png"] = _by_block_figure(
+            plt,
+            {n: d["sigma"] for n, d in result["spectral_norms"].items()},
+            "block Jacobian spectral norm (mean over inputs)",
+            "block",
+            "largest singular value",
+            ".",
+        )
     if "damping" in result and any(d["lambda"] for d in result["damping"].values()):
-        fig, axes = _figure(plt, 1, 6)
-        for name, data in result["damping"].items():
-            if data["lambda"]:
-                axes[0].plot(
-                    range(1, len(data["lambda"]) + 1),
-                    data["lambda"],
-                    marker="o",
-                    label=name,
-                )
-        axes[0].set_title("learned lambda by depth (damped blocks)", fontsize=9)
-        axes[0].set_xlabel("damped block")
-        axes[0].set_ylabel("lambda")
-        axes[0].legend(fontsize=8)
-        axes[0].grid(alpha=0.3)
-        figures["damping_by_depth.png"] = fig
+        figures["damping_by_depth.png"] = _by_block_figure(
+            plt,
+            {n: d["lambda"] for n, d in result["damping"].items() if d["lambda"]},
+            "learned lambda by depth (damped blocks)",
+            "damped block",
+            "lambda",
+            "o",
+        )
     out = {}
     for file_name, fig in figures.items():
         fig.tight_layout()
@@ -175,6 +127,69 @@ def plots(result):
         plt.close(fig)
         out[file_name] = buffer.getvalue()
     return out
+
+
+def _landscape_1d_figure(plt, result, clip):
+    fig, axes = _figure(plt, 2)
+    for ax, (kind, data) in zip(axes, result["landscape_1d"].items()):
+        t = np.array(data["t"]) * 255
+        for name, values in data["models"].items():
+            ax.plot(t, values["loss"], label=name)
+        ax.set_title(
+            f"loss along the {'attack' if kind != 'random' else 'random'}"
+            f" direction ({clip})",
+            fontsize=9,
+        )
+        ax.set_xlabel("t (x 1/255)")
+        ax.set_ylabel("mean cross-entropy")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def _landscape_2d_figure(plt, result, clip):
+    models = result["landscape_2d"]
+    fig, axes = _figure(plt, len(models), 3.8)
+    for ax, (name, data) in zip(axes, models.items()):
+        t = np.array(data["t"]) * 255
+        contour = ax.contourf(t, t, np.array(data["loss"]).T, levels=15)
+        fig.colorbar(contour, ax=ax)
+        ax.set_title(f"{name} ({clip})", fontsize=9)
+        ax.set_xlabel("attack direction (x 1/255)")
+        ax.set_ylabel("random direction (x 1/255)")
+    return fig
+
+
+def _growth_figure(plt, result):
+    fig, axes = _figure(plt, 2)
+    for ax, kind in zip(axes, ("random", "adversarial")):
+        for name, data in result["perturbation_growth"].items():
+            ax.plot(
+                range(1, len(data[kind]["ratio"]) + 1),
+                data[kind]["ratio"],
+                marker=".",
+                label=name,
+            )
+        ax.set_title(f"{kind} perturbation growth", fontsize=9)
+        ax.set_xlabel("block")
+        ax.set_ylabel("||h(x+d) - h(x)|| / ||d||")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def _by_block_figure(plt, values, title, xlabel, ylabel, marker):
+    """One line per model of a value per block."""
+    fig, axes = _figure(plt, 1, 6)
+    for name, series in values.items():
+        axes[0].plot(range(1, len(series) + 1), series, marker=marker, label=name)
+    axes[0].set_title(title, fontsize=9)
+    axes[0].set_xlabel(xlabel)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(fontsize=8)
+    axes[0].grid(alpha=0.3)
+    return fig
 
 
 def analyze_saved(paths, dataset, test_limit=128, data_dir=None, **settings):
