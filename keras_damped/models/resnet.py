@@ -97,6 +97,23 @@ def DampedResNet(
     check_padding(padding)
     name = name or f"{backbone.name_prefix(damping)}resnet{depth}"
 
+    return backbone.build_classifier(
+        input_shape,
+        num_classes,
+        normalization,
+        stem_filters=16,
+        stages=[(blocks, 1), (blocks, 2), (blocks, 2)],
+        make_block=_block_maker(kind, damping, damping_options, padding),
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+def _block_maker(kind, damping, damping_options, padding):
+    """`make_block(stage, index, stride, is_first, name)` for
+    `backbone.build_classifier`: a basic or bottleneck block of 16 x 2^(stage
+    - 1) base filters, damped unless it is the first of its stage."""
+
     def make_block(stage, index, stride, is_first, block_name):
         filters = 16 * 2 ** (stage - 1)
         block_damping = None if is_first else damping
@@ -119,13 +136,4 @@ def DampedResNet(
             name=block_name,
         )
 
-    return backbone.build_classifier(
-        input_shape,
-        num_classes,
-        normalization,
-        stem_filters=16,
-        stages=[(blocks, 1), (blocks, 2), (blocks, 2)],
-        make_block=make_block,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
+    return make_block

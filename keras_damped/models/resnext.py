@@ -64,6 +64,25 @@ def DampedResNeXt(
         f"{cardinality}x{bottleneck_width}d"
     )
 
+    make_block = _block_maker(
+        cardinality, bottleneck_width, damping, damping_options, padding
+    )
+    return backbone.build_classifier(
+        input_shape,
+        num_classes,
+        normalization,
+        stem_filters=64,
+        stages=[(blocks, 1), (blocks, 2), (blocks, 2)],
+        make_block=make_block,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+def _block_maker(cardinality, bottleneck_width, damping, damping_options, padding):
+    """`make_block` for `backbone.build_classifier`: a grouped bottleneck
+    block of 64 x 2^(stage - 1) filters, damped unless first in its stage."""
+
     def make_block(stage, index, stride, is_first, block_name):
         scale = 2 ** (stage - 1)
         return BottleneckBlock(
@@ -77,13 +96,4 @@ def DampedResNeXt(
             name=block_name,
         )
 
-    return backbone.build_classifier(
-        input_shape,
-        num_classes,
-        normalization,
-        stem_filters=64,
-        stages=[(blocks, 1), (blocks, 2), (blocks, 2)],
-        make_block=make_block,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
+    return make_block
