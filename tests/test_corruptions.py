@@ -90,15 +90,23 @@ def test_cifar10_corrupted_through_tfds_mock_data(tmp_path):
 
 
 def test_explicit_level_beyond_the_severities():
-    """`level=c` uses c itself: a Gaussian sigma of 0.3 (severity 5 is 0.10)."""
+    """`level=c` uses c itself: a Gaussian sigma of 0.3 (severity 5 is 0.10),
+    clipped to [0, 1]; against NumPy's clipped normal of the same sigma."""
     out = corrupt(GRAY, "gaussian", level=0.3, seed=(1, 2), quantize=False).numpy()
-    assert out.std() < 0.3  # clipped to [0, 1]
+    draws = np.random.default_rng(0).normal(0.5, 0.3, size=2_000_000)
+    expected = np.clip(draws, 0, 1).std()  # about 0.25: the clip cuts the tails
+    assert out.std() == pytest.approx(expected, rel=0.01)
+    assert ((out == 0) | (out == 1)).mean() == pytest.approx(
+        2 * 0.0478, abs=0.005
+    )  # P(|N(0, 0.3)| > 0.5) = 2 x 0.0478
     raw = corrupt(GRAY * 0 + 0.5, "gaussian", level=0.05, seed=(1, 2), quantize=False)
     assert np.asarray(raw).std() == pytest.approx(0.05, rel=0.01)
     same = corrupt(GRAY, "gaussian", 3, seed=(1, 2)).numpy()
     np.testing.assert_array_equal(
         same, corrupt(GRAY, "gaussian", level=NOISES["gaussian"][2], seed=(1, 2))
     )
+    # Severity 3 is sigma 0.08 (stored in truncated steps of 1/255).
+    assert same.std() == pytest.approx(0.08, rel=0.03)
 
 
 @pytest.mark.parametrize(

@@ -133,9 +133,20 @@ def test_regularizer_and_constraint_are_applied():
     )
     layer([np.ones((1, 2), "float32"), np.ones((1, 2), "float32")])
     np.testing.assert_allclose(float(sum(layer.losses)), 0.5 * 4.0, rtol=1e-6)
-    constrained = DampedAdd("in", constraint=keras.constraints.NonNeg())
-    constrained.build([(None, 2), (None, 2)])
-    assert constrained.k.constraint is not None
+    # The constraint acts: an optimizer step that would make k negative
+    # leaves it at 0 (NonNeg), and k stays where it is without one.
+    for constraint, expected in ((keras.constraints.NonNeg(), 0.0), (None, -0.75)):
+        layer = DampedAdd(
+            "in",
+            constraint=constraint,
+            initializer=keras.initializers.Constant(0.25),
+        )
+        layer.build([(None, 2), (None, 2)])
+        optimizer = keras.optimizers.SGD(learning_rate=1.0)
+        optimizer.apply_gradients([(keras.ops.ones_like(layer.k), layer.k)])
+        assert float(keras.ops.convert_to_numpy(layer.k)) == pytest.approx(expected), (
+            constraint
+        )
 
 
 def test_compute_output_shape_and_symbolic_call():
