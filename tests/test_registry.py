@@ -56,7 +56,10 @@ def test_every_attack_is_built_by_name_and_returns_images_and_masks(dense):
     model, x, y = dense
     assert attack_names() == BUILT_IN
     assert parse_attacks(["all"]) == list(BUILT_IN)
-    assert parse_attacks(["pgd", "all", "pgd"])[0] == "pgd"
+    # "all" expands in place, each name once: pgd first, then the others.
+    assert parse_attacks(["pgd", "all", "pgd"]) == ["pgd"] + [
+        a for a in BUILT_IN if a != "pgd"
+    ]
     fn = logits_fn(model)
     predicted = np.argmax(model(x).numpy(), -1)
     for name in BUILT_IN:
