@@ -67,13 +67,13 @@ def resolve_jit_compile(setting, replicas=1):
     training steps (README, Performance: `benchmarks/frameworks.py
     --onednn both`). With oneDNN on, its native NHWC convolutions make
     TensorFlow's graph mode faster than XLA's CPU backend, which spends half
-    of its kernel time in layout transposes: 1.3x at both depths on an
-    AVX-512 Xeon, 1.5x on an AVX2-only CPU (emulated). keras_damped turns
-    oneDNN on wherever TensorFlow would leave it off on an x86 CPU
-    (keras_damped/_onednn.py), so graph mode is the CPU default; where
-    oneDNN is off (a user's TF_ENABLE_ONEDNN_OPTS=0, other CPUs) XLA is
-    faster than TensorFlow's Eigen kernels (1.2x at depth 20 on an AVX2
-    EPYC). Several CPU replicas (`mirrored` over CPU devices,
+    of its kernel time in layout transposes: 1.24x (depth 20) and 1.43x
+    (depth 110) on an AVX-512 EPYC, 1.37x and 1.16x on an AVX2-only CPU
+    (emulated). keras_damped turns oneDNN on wherever TensorFlow would
+    leave it off on an x86 CPU (keras_damped/_onednn.py), so graph mode is
+    the CPU default; where oneDNN is off (a user's TF_ENABLE_ONEDNN_OPTS=0,
+    other CPUs) XLA is faster than TensorFlow's Eigen kernels (1.31x and
+    1.08x on the emulated AVX2-only CPU). Several CPU replicas (`mirrored` over CPU devices,
     `multi_worker`) train in graph mode: TensorFlow's XLA has no CPU
     collectives ("Collectives are not yet implemented for CPU devices when
     compiling with XLA"), so `on` is refused there.
