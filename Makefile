@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: test demo bench models lint data clean core-check
+.PHONY: test demo bench models lint data clean core-check extras-check
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,19 @@ core-check:
 	$(CORE_VENV)/bin/python -m pip install --quiet . 'jax[cpu]'
 	KERAS_BACKEND=jax $(CORE_VENV)/bin/python .ci/core_only.py
 
+# Each extra alone in a fresh virtual environment: its part imports, and
+# nothing from another extra is needed (`.ci/extra_alone.py`).
+EXTRAS := train robustness analysis study
+extras-check:
+	@for extra in $(EXTRAS); do \
+		rm -rf .venv-$$extra; \
+		$(PYTHON) -m venv .venv-$$extra || exit 1; \
+		.venv-$$extra/bin/python -m pip install --quiet --upgrade pip || exit 1; \
+		.venv-$$extra/bin/python -m pip install --quiet ".[$$extra]" || exit 1; \
+		TF_CPP_MIN_LOG_LEVEL=2 .venv-$$extra/bin/python .ci/extra_alone.py $$extra || exit 1; \
+		rm -rf .venv-$$extra; \
+	done
+
 models: $(STAMP)
 	$(BIN)/keras-damped models
 
@@ -85,4 +98,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(CORE_VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CORE_VENV) $(EXTRAS:%=.venv-%) build *.egg-info .pytest_cache .ruff_cache

@@ -167,8 +167,8 @@ def onednn_before_after(args):
             on = [run["rows"][i][key] for run in runs["1"]]
             ratios = [b / a for a, b in zip(off, on)]
             out[key] = {
-                "off": _common.median(off),
-                "on": _common.median(on),
+                "off": round(_common.median(off), 1),
+                "on": round(_common.median(on), 1),
                 "on_vs_off": round(_common.median(ratios), 3),
                 "range": [round(min(ratios), 3), round(max(ratios), 3)],
             }
