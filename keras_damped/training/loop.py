@@ -73,8 +73,8 @@ def resolve_jit_compile(setting, replicas=1):
     leave it off on an x86 CPU (keras_damped/_onednn.py), so graph mode is
     the CPU default; where oneDNN is off (a user's TF_ENABLE_ONEDNN_OPTS=0,
     other CPUs) XLA is faster than TensorFlow's Eigen kernels (1.31x and
-    1.08x on the emulated AVX2-only CPU). Several CPU replicas (`mirrored` over CPU devices,
-    `multi_worker`) train in graph mode: TensorFlow's XLA has no CPU
+    1.08x on the emulated AVX2-only CPU). Several CPU replicas (`mirrored`
+    over CPU devices, `multi_worker`) train in graph mode: TensorFlow's XLA has no CPU
     collectives ("Collectives are not yet implemented for CPU devices when
     compiling with XLA"), so `on` is refused there.
     """
