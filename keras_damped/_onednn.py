@@ -94,7 +94,7 @@ def enable():
     """Sets TF_ENABLE_ONEDNN_OPTS=1 where `decide` says so (once, at import)."""
     if _decision:
         return
-    from keras_damped._versions import cpu_flags
+    from keras_damped._cpu import cpu_flags
 
     loaded = "tensorflow" in sys.modules
     value, reason = decide(os.environ, cpu_flags(), loaded)
@@ -115,7 +115,7 @@ def _enabled_now():
             return bool(_pywrap_util_port.IsMklEnabled())
         except (ImportError, AttributeError):
             return None
-    from keras_damped._versions import cpu_flags
+    from keras_damped._cpu import cpu_flags
 
     value = _flag(os.environ.get(VARIABLE, ""))
     return tensorflow_default(cpu_flags()) if value is None else value

@@ -2,8 +2,10 @@
 
 import importlib.metadata
 import os
-import platform
 import sys
+
+from keras_damped._cpu import cpu_flags
+from keras_damped._cpu import cpu_name
 
 PACKAGES = ("keras", "tensorflow", "tensorflow-datasets", "cleverhans")
 # The CPU flags that decide which kernels run (oneDNN, XLA, Eigen).
@@ -19,27 +21,6 @@ def library_versions():
         except importlib.metadata.PackageNotFoundError:
             out[package] = None
     return out
-
-
-def _cpuinfo(key):
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(key):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def cpu_name():
-    """The CPU model as /proc/cpuinfo names it (else what `platform` knows)."""
-    return _cpuinfo("model name") or platform.processor() or platform.machine()
-
-
-def cpu_flags():
-    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
-    return set((_cpuinfo("flags") or "").split())
 
 
 def machine_record():
