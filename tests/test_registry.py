@@ -219,3 +219,145 @@ def test_the_graph_cache_keeps_xla_and_graph_mode_apart(dense, name):
     graphs = fn._keras_damped_graphs.items()
     modes = {g._jit_compile for key, g in graphs if name in str(key).lower()}
     assert modes == {False, True}
+
+
+class _Darken(Attack):
+    """A user's attack, declared only by its class attributes: every pixel
+    darkened by eps (gradient-free, L-infinity), said to be no weaker than
+    FGSM, reading the `steps` field of the budget."""
+
+    gradient = False
+    label = "DARKEN"
+    budget_fields = ("steps",)
+    not_weaker_than = ("fgsm",)
+
+    def cost(self):
+        return 1
+
+    def perturb(self, x, y, eps, seed):
+        return tf.clip_by_value(x - eps, 0.0, 1.0)
+
+
+@pytest.fixture
+def darken():
+    register_attack("darken", _Darken)
+    yield
+    if "darken" in attack_names():
+        unregister_attack("darken")
+
+
+def _panel_titles(monkeypatch):
+    """The panel titles of every figure saved from now on, per file name."""
+    import matplotlib.figure
+
+    titles = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        titles[os.path.basename(str(path))] = [ax.get_title() for ax in fig.axes]
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    return titles
+
+
+def test_a_registered_attack_appears_in_reports_plots_and_a_study(
+    dense, darken, tmp_path, monkeypatch
+):
+    """No file of the library names the attack: its class declares what the
+    report, the checks, the plots and a study need, and they read that
+    declaration from the report (also once the attack is unregistered)."""
+    from keras_damped.robustness import RobustnessReport
+    from keras_damped.study.config import StudyConfig
+    from keras_damped.study.config import run_dir
+    from keras_damped.study.outputs import write_outputs
+    from keras_damped.study.stats import summarize_study
+
+    model, x, y = dense
+    radii = (8, 32)
+    expected = {  # the attack replayed with NumPy and the model
+        str(e): float(
+            np.mean(np.argmax(model(np.clip(x - e / 255, 0, 1)).numpy(), -1) == y)
+        )
+        for e in radii
+    }
+    settings = dict(
+        dataset=(x, y),
+        attacks=["fgsm", "darken"],
+        eps=[e / 255 for e in radii],
+        noises=[],
+        steps=2,
+        batch_size=8,
+        progress=False,
+    )
+    report = evaluate({"dense": model}, **settings)
+    report.save(str(tmp_path / "eval"))
+    unregister_attack("darken")  # from here on only the report knows it
+    saved = json.loads((tmp_path / "eval" / "report.json").read_text())
+    entry = saved["models"]["dense"]
+    assert entry["attacks"]["darken"] == expected
+    assert saved["settings"]["attack_specs"]["darken"] == {
+        "label": "DARKEN",
+        "norm": "linf",
+        "gradient": False,
+        "stages": None,
+        "budget": {"steps": 2},
+        "not_weaker_than": ["fgsm"],
+    }
+    assert "darken" in entry["sanity"]["max_linf"]  # an L-inf attack
+    for e in radii:  # in the worst case: the AND with FGSM's mask
+        assert entry["worst"][str(e)] <= min(
+            expected[str(e)], entry["attacks"]["fgsm"][str(e)]
+        )
+    weaker = [
+        str(e)
+        for e in radii
+        if expected[str(e)] > entry["attacks"]["fgsm"][str(e)] + 0.02
+    ]
+    flags = [f for f in entry["sanity"]["flags"] if f.startswith("DARKEN weaker")]
+    assert flags == [f"DARKEN weaker than FGSM at eps {e}/255" for e in weaker]
+    assert entry["sanity"]["not_weaker"] == {"darken": not weaker}
+
+    markdown = RobustnessReport.from_json(
+        tmp_path / "eval" / "report.json"
+    ).to_markdown()
+    assert (
+        "| FGSM 8 | FGSM 32 | DARKEN 8 | DARKEN 32 | WORST 8 | WORST 32 |" in markdown
+    )
+    assert "Budgets: DARKEN: 2 steps." in markdown
+    titles = _panel_titles(monkeypatch)
+    RobustnessReport(saved).plot(str(tmp_path / "plots"))
+    assert titles["accuracy_vs_eps.png"] == [
+        "FGSM",
+        "DARKEN",
+        "worst case over attacks",
+    ]
+
+    # A tiny study of two "models" and two seeds from such reports: the
+    # study's own aggregation and files.
+    config = StudyConfig(
+        models=["resnet20", "in_resnet20"], seeds=[0, 1], out=str(tmp_path / "study")
+    )
+    register_attack("darken", _Darken)
+    reports = {}
+    for name in config.models:
+        for seed in config.seeds:
+            folder = run_dir(config.out, name, seed)
+            os.makedirs(folder)
+            model.save(os.path.join(folder, "model.keras"))
+            reports[name, seed] = evaluate(model, **settings, seed=seed)
+    unregister_attack("darken")
+    result = summarize_study(config, reports)
+    write_outputs(config, result)
+    study_md = (tmp_path / "study" / "study.md").read_text()
+    for e in radii:
+        assert f"darken {e}" in result["columns"]
+        column = result["models"]["in_resnet20"]["summary"][f"darken {e}"]
+        assert column["mean"] == pytest.approx(expected[str(e)])
+    header = "| model | clean | fgsm 8 | fgsm 32 | darken 8 | darken 32 | worst 8 |"
+    assert header in study_md
+    assert titles["accuracy_vs_eps.png"] == [
+        "FGSM",
+        "DARKEN",
+        "worst case over attacks",
+    ]

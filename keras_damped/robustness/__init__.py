@@ -6,7 +6,11 @@ from keras_damped._extras import require
 
 require("robustness", "robustness")
 
+# The built-in attacks register themselves as a user's plug-in does: by
+# importing their modules, which call register_attack.
 from keras_damped.models.logits import logits_fn
+from keras_damped.robustness import attacks  # noqa: F401
+from keras_damped.robustness import protocols  # noqa: F401
 from keras_damped.robustness.config import EvalConfig
 from keras_damped.robustness.evaluate import evaluate
 from keras_damped.robustness.registry import Attack

@@ -146,6 +146,9 @@ class IFGSM(Attack):
     """The basic iterative method: `steps` FGSM steps of min(step_size, eps)
     from the clean image, projected on the eps-ball."""
 
+    budget_fields = ("steps", "step_size")
+    not_weaker_than = ("fgsm",)
+
     def cost(self):
         return 3 * self.budget.steps
 
@@ -178,6 +181,8 @@ class PGD(IFGSM):
     """Madry et al.'s PGD: IFGSM from a uniform random start in the eps-ball,
     drawn from the call's seed."""
 
+    example_priority = 1
+
     def _graph(self, x, y, eps, step, seed):
         start = tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps)
         return _projected_steps(
@@ -187,6 +192,8 @@ class PGD(IFGSM):
 
 class MIM(Attack):
     """CleverHans' momentum iterative method (steps of min(step_size, eps))."""
+
+    budget_fields = ("steps", "step_size")
 
     def cost(self):
         return 3 * self.budget.steps
@@ -233,6 +240,7 @@ class CarliniWagner(Attack):
     """
 
     norm = "l2"
+    budget_fields = ("steps",)
 
     def cost(self):
         return 3 * 3 * 10 * self.budget.steps
@@ -273,6 +281,7 @@ class SPSA(Attack):
         return self.SAMPLES * self.budget.steps
 
     gradient = False
+    budget_fields = ("steps",)
     LEARNING_RATE = 0.01
     DELTA = 0.01
     SAMPLES = 32
@@ -380,6 +389,7 @@ class APGDCE(_AutoAttackFamily):
     """APGD on the cross-entropy (Croce & Hein 2020)."""
 
     stages = ("apgd_ce",)
+    budget_fields = ("apgd_steps",)
 
 
 class APGDT(_AutoAttackFamily):
@@ -387,6 +397,7 @@ class APGDT(_AutoAttackFamily):
 
     stages = ("apgd_t",)
     min_classes = 4
+    budget_fields = ("apgd_steps", "target_classes")
 
 
 class Square(_AutoAttackFamily):
@@ -394,12 +405,15 @@ class Square(_AutoAttackFamily):
 
     stages = ("square",)
     gradient = False
+    budget_fields = ("square_queries",)
 
 
 class AutoAttack(_AutoAttackFamily):
     """AutoAttack's standard sequence: APGD-CE, APGD-T, Square."""
 
     min_classes = 4
+    budget_fields = ("apgd_steps", "target_classes", "square_queries")
+    not_weaker_than = ("pgd",)
 
 
 for _name, _cls in (

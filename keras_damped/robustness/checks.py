@@ -1,43 +1,45 @@
 """The sanity checks of a serious evaluation, on one model's results.
 
 Adversarial points inside the eps-ball and [0, 1]; accuracy non-increasing
-in eps; PGD and IFGSM no weaker than FGSM and AutoAttack no weaker than
-PGD; PGD at a large eps (64/255) close to 0%; the gradient-free attacks
-not more than 2 points stronger than every gradient attack together
-(otherwise gradient masking is suspected). Plus the worst case over the
-L-infinity attacks, per example.
+in eps; each attack no weaker than those its class names in
+`not_weaker_than` (PGD and IFGSM than FGSM, AutoAttack than PGD); PGD at a
+large eps (64/255) close to 0%; the gradient-free attacks not more than 2
+points stronger than every gradient attack together (otherwise gradient
+masking is suspected). Plus the worst case over the L-infinity attacks,
+per example.
+
+The checks know attacks only by the specs a report records
+(`registry.attack_spec`: norm, gradient or not, stages, ...), so an attack
+a user registers is checked like a built-in one.
 """
 
 import numpy as np
 
-from keras_damped.robustness.registry import attack_class
 from keras_damped.robustness.report import eps_key
 from keras_damped.robustness.report import unpack_mask
 
 # Tolerances (fractions of the examples).
 MONOTONE_TOLERANCE = 0.01
-PGD_VS_FGSM_TOLERANCE = 0.02
+NOT_WEAKER_TOLERANCE = 0.02
 LARGE_EPS_MAX_ACCURACY = 0.10
 BALL_TOLERANCE = 1e-6
 SQUARE_GAIN_TOLERANCE = 0.02
+# The attack of the large-eps check (a check of its own, whatever ran).
+LARGE_EPS_ATTACK = "pgd"
 
 
-def is_sequence(cls):
-    """Whether an attack class runs several stages (AutoAttack)."""
-    return len(cls.stages or ()) > 1
+def linf_attacks(attacks, specs):
+    return [a for a in attacks if specs[a]["norm"] == "linf"]
 
 
-def linf_attacks(attacks):
-    return [a for a in attacks if attack_class(a).norm == "linf"]
-
-
-def worst_case(masks, attacks, key, count, clean=None):
+def worst_case(masks, attacks, key, count, specs, clean=None):
     """Per example: correct after every L-infinity attack in `attacks` that
     ran at the eps labelled `key` (the AND of their packed masks) and, given
     the packed `clean` mask, correct on the clean image too (an attack can
     turn a misclassified example into a correct one; it was never robust);
-    None when no L-infinity attack ran at `key`."""
-    ran = [a for a in linf_attacks(attacks) if key in masks.get(a, {})]
+    None when no L-infinity attack ran at `key`. `specs`: the attacks'
+    recorded specs (their norms)."""
+    ran = [a for a in linf_attacks(attacks, specs) if key in masks.get(a, {})]
     if not ran:
         return None
     survive = np.ones(count, dtype=bool)
@@ -48,7 +50,7 @@ def worst_case(masks, attacks, key, count, clean=None):
     return survive
 
 
-def square_gain(entry, attacks, key, count):
+def square_gain(entry, attacks, key, count, specs):
     """How much the gradient-free attacks lower the worst case of the
     gradient attacks at one eps (a fraction of the examples), or None
     without both kinds.
@@ -59,17 +61,19 @@ def square_gain(entry, attacks, key, count):
     """
     masks = entry["masks"]
     gradient, free = [], []
-    for attack in linf_attacks(attacks):
-        cls = attack_class(attack)
-        if is_sequence(cls):
+    for attack in linf_attacks(attacks, specs):
+        spec = specs[attack]
+        if spec["stages"]:
             stages = masks.get(f"{attack}_stages", {}).get(key, {})
-            kinds = [(stage, attack_class(stage).gradient) for stage in stages]
+            kinds = [(stage, specs[stage]["gradient"]) for stage in stages]
             last_gradient = [stage for stage, g in kinds if g]
             if last_gradient and not kinds[-1][1]:
                 gradient.append(stages[last_gradient[-1]])
                 free.append(stages[kinds[-1][0]])
         elif key in masks["attacks"].get(attack, {}):
-            (gradient if cls.gradient else free).append(masks["attacks"][attack][key])
+            (gradient if spec["gradient"] else free).append(
+                masks["attacks"][attack][key]
+            )
     if not gradient or not free:
         return None
     # An example misclassified clean was never robust, whatever an attack did.
@@ -82,13 +86,14 @@ def square_gain(entry, attacks, key, count):
     return float(before - survive.mean())
 
 
-def sanity(entry, attacks, extremes, large, count):
+def sanity(entry, attacks, extremes, large, count, specs):
     """The checks' results and flags of one model's `entry`.
 
     `extremes`: `{"max_linf": {attack: {key: largest change}}, "in_range":
     bool}` of the adversarial points; `large`: `{"eps", "accuracy",
     "max_linf"}` of PGD at the large radius (None without attacks: not
-    run); `count`: attacked examples.
+    run); `count`: attacked examples; `specs`: the attacks' recorded
+    specs.
     """
     flags = []
     in_ball = all(
@@ -108,8 +113,7 @@ def sanity(entry, attacks, extremes, large, count):
         )
         if not monotone[attack]:
             flags.append(f"{attack} accuracy increases with eps")
-    stronger = _not_weaker(entry["attacks"], "fgsm", ("pgd", "ifgsm"), flags)
-    _not_weaker(entry["attacks"], "pgd", ("autoattack",), flags)
+    not_weaker = _not_weaker(entry["attacks"], specs, flags)
     masking = large is not None and large["accuracy"] > LARGE_EPS_MAX_ACCURACY
     if masking:
         flags.append(
@@ -122,38 +126,44 @@ def sanity(entry, attacks, extremes, large, count):
         "in_range": extremes["in_range"],
         "max_linf": extremes["max_linf"],
         "monotone": monotone,
-        "iterative_not_weaker_than_fgsm": stronger,
+        "not_weaker": not_weaker,
         "large_eps_pgd": None if large is None else large["accuracy"],
         "gradient_masking_suspected": masking,
         "flags": flags,
     }
-    _square_check(result, entry, attacks, count)
+    _square_check(result, entry, attacks, count, specs)
     return result
 
 
-def _not_weaker(accuracies, weaker, stronger, flags):
-    """Flags an attack of `stronger` more than 2 points weaker than `weaker`
-    at a common eps; None without `weaker`, else whether none was."""
-    if weaker not in accuracies:
-        return None
-    ok = True
-    for attack in stronger:
-        for key, accuracy in accuracies.get(attack, {}).items():
-            base = accuracies[weaker].get(key)
-            if base is not None and accuracy > base + PGD_VS_FGSM_TOLERANCE:
-                ok = False
-                flags.append(f"{attack} weaker than {weaker.upper()} at eps {key}/255")
-    return ok
+def _not_weaker(accuracies, specs, flags):
+    """`{attack: True/False}` for each attack that ran beside one its spec
+    says it must not be weaker than: False (and a flag) where it left more
+    than 2 points more accuracy at a common eps."""
+    results = {}
+    for attack, by_key in accuracies.items():
+        for weaker in specs[attack]["not_weaker_than"]:
+            if weaker not in accuracies:
+                continue
+            results.setdefault(attack, True)
+            for key, accuracy in by_key.items():
+                base = accuracies[weaker].get(key)
+                if base is not None and accuracy > base + NOT_WEAKER_TOLERANCE:
+                    results[attack] = False
+                    flags.append(
+                        f"{specs[attack]['label']} weaker than "
+                        f"{specs[weaker]['label']} at eps {key}/255"
+                    )
+    return results
 
 
-def _square_check(sanity_result, entry, attacks, count):
+def _square_check(sanity_result, entry, attacks, count, specs):
     """Adds the gradient-free-vs-gradient check."""
     keys = sorted(
         {k for by_key in entry["attacks"].values() for k in by_key}, key=float
     )
     gains = {}
     for key in keys:
-        gain = square_gain(entry, attacks, key, count)
+        gain = square_gain(entry, attacks, key, count, specs)
         if gain is not None:
             gains[key] = gain
     sanity_result["square_gain"] = gains

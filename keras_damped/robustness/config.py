@@ -253,6 +253,13 @@ class EvalConfig:
             changes["jit_compile"] = resolve_jit_compile(jit_setting(self.jit_compile))
         return Budget(**{**fields, **changes})
 
+    def attack_specs(self):
+        """What the report records of each pixel-protocol attack and its
+        stages (`registry.attack_specs`), with this config's budget."""
+        from keras_damped.robustness.registry import attack_specs
+
+        return attack_specs(self.pixel_attacks(), self.budget())
+
     def to_dict(self):
         """The settings as JSON-ready values (arrays as "arrays")."""
         data = dataclasses.asdict(dataclasses.replace(self, dataset=None))

@@ -17,7 +17,6 @@ from keras_damped.robustness.config import EvalConfig
 from keras_damped.robustness.inputs import dataset_input_shape
 from keras_damped.robustness.inputs import load_test_set
 from keras_damped.robustness.protocols import AUTHORS_STEPS
-from keras_damped.robustness.protocols import evaluate_protocol
 from keras_damped.robustness.protocols import model_normalization
 from keras_damped.robustness.protocols import pixel_radius
 from keras_damped.robustness.registry import compiled
@@ -25,6 +24,8 @@ from keras_damped.robustness.registry import make_attack
 from keras_damped.robustness.report import RobustnessReport
 from keras_damped.robustness.report import eps_key
 from keras_damped.robustness.report import pack_mask
+from keras_damped.robustness.runner import evaluate_protocol
+from keras_damped.robustness.runner import run_attack
 
 # Keywords of earlier versions and their names today.
 _RENAMED = {"limit": "test_limit"}
@@ -109,9 +110,8 @@ def _check_models(named, expected, config):
             if classes < needed:
                 raise ValueError(
                     f"{attack} needs a model with at least {needed} classes "
-                    f"(apgd_t and autoattack: the targeted DLR loss). Model "
-                    f"{name!r} has {classes}; choose other attacks (e.g. "
-                    "apgd_ce, square)."
+                    f"({attack_class(attack).__name__}.min_classes). Model "
+                    f"{name!r} has {classes}; choose attacks that need fewer."
                 )
 
 
@@ -121,7 +121,10 @@ def _example_attack(config):
         return config.example_attack
     if not attacks:
         return None
-    return "pgd" if "pgd" in attacks else attacks[0]
+    from keras_damped.robustness.registry import attack_class
+
+    # The first of the attacks whose class ranks highest for the pictures.
+    return max(attacks, key=lambda name: attack_class(name).example_priority)
 
 
 class _Predictor:
@@ -174,7 +177,7 @@ def _total_cost(config, test, models):
     for attack in config.pixel_attacks():
         per_model += attacked * _cost(attack, config) * len(config.eps_of(attack))
     if config.pixel_attacks():
-        per_model += attacked * _cost("pgd", config)  # the large-eps check
+        per_model += attacked * _cost(checks.LARGE_EPS_ATTACK, config)
     for _ in config.authors_protocols():
         per_model += n * (1 + len(test.noise_sets))
         for attack in config.protocol_attack_names():
@@ -203,7 +206,12 @@ def _evaluate_model(model_fn, test, config, norm, meter):
         _worst_entries(entry, config, test, clean)
         large = _large_eps_check(model_fn, test, config, meter)
     entry["sanity"] = checks.sanity(
-        entry, config.pixel_attacks(), extremes, large, test.attacked
+        entry,
+        config.pixel_attacks(),
+        extremes,
+        large,
+        test.attacked,
+        config.attack_specs(),
     )
     for protocol in config.authors_protocols():
         scores, masks = evaluate_protocol(
@@ -230,43 +238,6 @@ def _noise_entries(entry, correct, test, meter):
         meter.advance(len(x))
 
 
-def run_attack(attack, test, eps, config, meter=None, keep=0):
-    """One attack at one radius over the attacked images, batch by batch,
-    each batch with the seed `(config.seed, batch index)`.
-
-    Returns `{"robust", "stages", "max_linf", "in_range", "kept",
-    "seconds"}`: the per-example mask, the per-stage masks of a sequence,
-    the largest pixel change, whether every point stayed in [0, 1], the
-    first `keep` adversarial images and the wall time.
-    """
-    started = time.perf_counter()
-    robust, stages, kept = [], {}, None
-    max_linf, in_range = 0.0, True
-    for i, start in enumerate(range(0, test.attacked, config.batch_size)):
-        stop = min(start + config.batch_size, test.attacked)
-        x = test.images[start:stop]
-        result = attack(x, test.labels[start:stop], eps, seed=(config.seed, i))
-        robust.append(result.robust)
-        for stage, mask in (result.stages or {}).items():
-            stages.setdefault(stage, []).append(mask)
-        max_linf = max(max_linf, float(np.abs(result.x_adv - x).max()))
-        in_range = in_range and bool(
-            result.x_adv.min() >= 0 and result.x_adv.max() <= 1
-        )
-        if kept is None:
-            kept = result.x_adv[:keep]
-        if meter is not None:
-            meter.advance(len(x) * attack.cost())
-    return {
-        "robust": np.concatenate(robust),
-        "stages": {k: np.concatenate(v) for k, v in stages.items()},
-        "max_linf": max_linf,
-        "in_range": in_range,
-        "kept": kept,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-
-
 def _attack_entries(entry, model_fn, test, config, meter):
     """Runs every pixel-protocol attack at its radii into `entry`."""
     shown_attack = _example_attack(config)
@@ -285,7 +256,7 @@ def _attack_entries(entry, model_fn, test, config, meter):
                 run["robust"]
             )
             entry.setdefault("seconds", {}).setdefault(name, {})[key] = run["seconds"]
-            if checks.is_sequence(type(attack)):
+            if run["stages"]:  # a sequence: each stage's mask too
                 entry.setdefault(f"{name}_stages", {})[key] = {
                     s: float(np.mean(m)) for s, m in run["stages"].items()
                 }
@@ -302,6 +273,7 @@ def _attack_entries(entry, model_fn, test, config, meter):
 
 def _worst_entries(entry, config, test, clean):
     clean_packed = pack_mask(clean[: test.attacked])
+    specs = config.attack_specs()
     for eps in config.all_eps():
         key = eps_key(eps)
         survive = checks.worst_case(
@@ -309,6 +281,7 @@ def _worst_entries(entry, config, test, clean):
             config.pixel_attacks(),
             key,
             test.attacked,
+            specs,
             clean=clean_packed,
         )
         if survive is not None:
@@ -320,9 +293,8 @@ def _large_eps_check(model_fn, test, config, meter):
     """PGD at the large radius, with steps that can cross its ball:
     2.5 * eps / steps (Madry et al.), at least the usual step."""
     budget = config.budget(step_size=_large_eps_step(config))
-    run = run_attack(
-        make_attack("pgd", model_fn, budget), test, config.large_eps, config, meter
-    )
+    attack = make_attack(checks.LARGE_EPS_ATTACK, model_fn, budget)
+    run = run_attack(attack, test, config.large_eps, config, meter)
     return {
         "eps": config.large_eps,
         "accuracy": float(np.mean(run["robust"])),
@@ -341,6 +313,7 @@ def _settings_record(config, test, norms):
         "examples": int(len(test.images)),
         "attack_examples": int(test.attacked),
         "attacks": config.pixel_attacks(),
+        "attack_specs": config.attack_specs(),
         "eps": config.all_eps(),
         "eps_255": [eps_key(e) for e in config.all_eps()],
         "noises": list(config.noises),

@@ -103,7 +103,19 @@ class Attack:
       when it only queries outputs (the gradient-masking check compares
       the two kinds).
     - `min_classes`: the fewest classes the model may have.
-    - `stages`: the names of a sequence's stages, if it is one.
+    - `stages`: the registered names of a sequence's stages, if it is one
+      (each stage's mask is reported, and its own declarations apply).
+    - `budget_fields`: the `Budget` fields it reads (reports state them).
+    - `label`: its name in table headers and plots (default: the
+      registered name in capitals).
+    - `not_weaker_than`: attacks it must not be weaker than (the sanity
+      checks flag it when it is, at a common eps).
+    - `example_priority`: the attack with the highest one (the first of
+      them) supplies the report's adversarial pictures.
+
+    A report records these per attack (`settings["attack_specs"]`, see
+    `attack_spec`); the report, the checks and a study read that record,
+    never the attack's name.
 
     Args:
         model_fn: `x -> float32 logits` (`keras_damped.robustness.logits_fn`).
@@ -116,6 +128,10 @@ class Attack:
     gradient = True
     min_classes = 2
     stages = None
+    budget_fields = ()
+    label = None
+    not_weaker_than = ()
+    example_priority = 0
 
     def __init__(self, model_fn, budget=None, **context):
         self.model_fn = model_fn
@@ -202,21 +218,13 @@ def unregister_attack(name):
     del _REGISTRY[name]
 
 
-def _load_builtins():
-    # The built-in attacks register themselves when their modules load.
-    importlib.import_module("keras_damped.robustness.attacks")
-    importlib.import_module("keras_damped.robustness.protocols")
-
-
 def attack_names(listed_only=True):
     """The registered attack names, built-in ones first."""
-    _load_builtins()
     return tuple(n for n, e in _REGISTRY.items() if e.listed or not listed_only)
 
 
 def attack_class(name):
     """The class registered as `name`; unknown names list the choices."""
-    _load_builtins()
     if name not in _REGISTRY:
         raise ValueError(
             f"Unknown attack. Expected one of {attack_names()} (or 'all'), or a "
@@ -229,6 +237,34 @@ def attack_class(name):
 def make_attack(name, model_fn, budget=None, **context):
     """The attack registered as `name`, on `model_fn`, with `budget`."""
     return attack_class(name)(model_fn, budget or Budget(), **context)
+
+
+def attack_spec(name, budget=None):
+    """What a report records of the attack registered as `name`: its
+    `label`, `norm`, `gradient`, `stages` (a sequence's stage names, else
+    None), the `budget` it ran with (only the fields it reads) and the
+    attacks it must not be weaker than."""
+    cls = attack_class(name)
+    budget = budget or Budget()
+    return {
+        "label": cls.label or name.upper(),
+        "norm": cls.norm,
+        "gradient": cls.gradient,
+        "stages": list(cls.stages) if len(cls.stages or ()) > 1 else None,
+        "budget": {field: getattr(budget, field) for field in cls.budget_fields},
+        "not_weaker_than": list(cls.not_weaker_than),
+    }
+
+
+def attack_specs(names, budget=None):
+    """`{name: attack_spec(name, budget)}` for `names` and the stages of
+    the sequences among them."""
+    specs = {}
+    for name in names:
+        specs[name] = attack_spec(name, budget)
+        for stage in specs[name]["stages"] or ():
+            specs.setdefault(stage, attack_spec(stage, budget))
+    return specs
 
 
 def parse_attacks(attacks):

@@ -8,7 +8,15 @@ import numpy as np
 
 from keras_damped._staging import staged_folder
 
-AUTOATTACK_NAMES = ("apgd_ce", "apgd_t", "square", "autoattack")
+# How a report states each `Budget` field an attack declares it reads.
+_BUDGET_TEXT = {
+    "steps": "{} steps",
+    "step_size": "step min({}/255, eps)",
+    "apgd_steps": "APGD {} iterations",
+    "target_classes": "{} target classes",
+    "square_queries": "Square {} queries",
+    "jit_compile": "XLA {}",
+}
 
 
 def eps_key(eps):
@@ -21,6 +29,30 @@ def attack_keys(settings, attack):
     """The eps labels (units of 1/255) `attack` ran at in a report's
     `settings` (every attack at every eps unless `attack_eps` said else)."""
     return settings.get("attack_eps_255", {}).get(attack, settings["eps_255"])
+
+
+def attack_specs(settings):
+    """`{attack: spec}` of a report's `settings` (`registry.attack_spec`):
+    what the evaluation recorded; for reports written before it recorded
+    them, the registered classes' specs with the recorded budget."""
+    if "attack_specs" in settings:
+        return settings["attack_specs"]
+    from keras_damped.robustness.registry import Budget
+    from keras_damped.robustness.registry import attack_specs as live_specs
+
+    fields = ("steps", "step_size", "apgd_steps", "target_classes", "square_queries")
+    budget = Budget(**{f: settings[f] for f in fields if f in settings})
+    return live_specs(settings["attacks"], budget)
+
+
+def budget_text(spec):
+    """An attack's recorded budget in words ("20 steps, step min(2/255,
+    eps)"), empty when it reads none."""
+    parts = []
+    for field, value in spec["budget"].items():
+        shown = eps_key(value) if field == "step_size" else value
+        parts.append(_BUDGET_TEXT.get(field, field + " {}").format(shown))
+    return ", ".join(parts)
 
 
 def pack_mask(mask):
@@ -68,22 +100,22 @@ class RobustnessReport:
         settings = self.data["settings"]
         models = self.data["models"]
         noises = settings["noises"]
+        specs = attack_specs(settings)
         lines = [
             f"Dataset `{settings['dataset']}`, {settings['examples']} test examples"
             + _attacked(settings)
             + f", seed {settings['seed']}. Accuracy in %. Attacks in pixel space "
-            "[0, 1] with the normalisation inside the model; eps in units of 1/255 "
-            f"(iterative attacks: {settings['steps']} steps of "
-            f"min({eps_key(settings['step_size'])}/255, eps)). Noise: "
-            f"{settings['noise_source']}, mean over severities "
+            "[0, 1] with the normalisation inside the model; eps in units of "
+            f"1/255. Noise: {settings['noise_source']}, mean over severities "
             f"{settings['severities']}.",
         ]
-        if any(a in AUTOATTACK_NAMES for a in settings["attacks"]):
-            lines.append(
-                f"AutoAttack's attacks: APGD {settings['apgd_steps']} iterations "
-                f"(APGD-T: {settings['target_classes']} target classes), Square "
-                f"{settings['square_queries']} queries."
-            )
+        budgets = [
+            f"{specs[a]['label']}: {budget_text(specs[a])}"
+            for a in settings["attacks"]
+            if specs[a]["budget"]
+        ]
+        if budgets:
+            lines.append("Budgets: " + "; ".join(budgets) + ".")
         worst = any("worst" in m for m in models.values())
         if worst:
             lines.append(
@@ -96,7 +128,7 @@ class RobustnessReport:
             (a, e) for a in settings["attacks"] for e in attack_keys(settings, a)
         ]
         worst_cols = settings["eps_255"] if worst else []
-        header += [f"{a.upper()} {e}" for a, e in attack_cols]
+        header += [f"{specs[a]['label']} {e}" for a, e in attack_cols]
         header += [f"WORST {e}" for e in worst_cols]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---" for _ in header) + "|")
@@ -106,7 +138,7 @@ class RobustnessReport:
             row += [_pct(m["attacks"][a].get(e)) for a, e in attack_cols]
             row += [_pct(m.get("worst", {}).get(e)) for e in worst_cols]
             lines.append("| " + " | ".join(row) + " |")
-        lines += _stage_lines(models)
+        lines += _stage_lines(models, settings["attacks"], specs)
         lines += _severity_lines(settings, models)
         lines += _protocol_lines(settings, models)
         lines += ["", "Sanity checks:", ""]
@@ -159,8 +191,12 @@ class RobustnessReport:
                     keys = [e for e in settings["eps_255"] if e in by_eps]
                     ys = [100 * by_eps[e] for e in keys]
                     ax.plot([float(e) for e in keys], ys, marker="o", label=name)
-                title = "worst case over attacks" if attack == "worst" else None
-                _accuracy_axes(ax, title or attack.upper(), "eps (x 1/255)")
+                title = (
+                    "worst case over attacks"
+                    if attack == "worst"
+                    else attack_specs(settings)[attack]["label"]
+                )
+                _accuracy_axes(ax, title, "eps (x 1/255)")
             paths.append(_save_panels(plt, fig, axes, out_dir, "accuracy_vs_eps"))
         if settings["noises"]:
             noises = settings["noises"]
@@ -303,22 +339,28 @@ def _save_panels(plt, fig, axes, out_dir, name):
     return path
 
 
-def _stage_lines(models):
-    """AutoAttack step by step: the accuracy left after each of its attacks."""
-    if not any("autoattack_stages" in m for m in models.values()):
-        return []
-    lines = [
-        "",
-        "AutoAttack step by step (accuracy left after each attack, "
-        "each run on what the ones before left):",
-        "",
-        "| model | eps | APGD-CE | + APGD-T | + Square |",
-        "|---|---|---|---|---|",
-    ]
-    for name, m in models.items():
-        for e, stages in m.get("autoattack_stages", {}).items():
-            cells = [_pct(stages.get(k)) for k in ("apgd_ce", "apgd_t", "square")]
-            lines.append("| " + " | ".join([name, e, *cells]) + " |")
+def _stage_lines(models, attacks, specs):
+    """Each sequence (AutoAttack) step by step: the accuracy left after each
+    of its stages."""
+    lines = []
+    for attack in attacks:
+        stages = specs[attack]["stages"]
+        if not stages or not any(f"{attack}_stages" in m for m in models.values()):
+            continue
+        labels = [specs[s]["label"] for s in stages]
+        header = ["model", "eps", labels[0], *(f"+ {label}" for label in labels[1:])]
+        lines += [
+            "",
+            f"{specs[attack]['label']} step by step (accuracy left after each "
+            "attack, each run on what the ones before left):",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+        ]
+        for name, m in models.items():
+            for e, by_stage in m.get(f"{attack}_stages", {}).items():
+                cells = [_pct(by_stage.get(s)) for s in stages]
+                lines.append("| " + " | ".join([name, e, *cells]) + " |")
     return lines
 
 

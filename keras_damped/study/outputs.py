@@ -5,6 +5,7 @@ import math
 import os
 
 from keras_damped.robustness.report import attack_keys
+from keras_damped.robustness.report import attack_specs
 from keras_damped.study.stats import attack_examples
 
 PLOT_COLUMNS_LIMIT = 40
@@ -575,9 +576,10 @@ def _eps_panels(result):
     evaluation = result["evaluation"]
     worst = [e for e in evaluation["eps_255"] if f"worst {e}" in result["columns"]]
     per_attack = [(a, attack_keys(evaluation, a)) for a in evaluation["attacks"]]
+    specs = attack_specs(evaluation)
     return [
         (
-            "worst case over attacks" if a == "worst" else a.upper(),
+            "worst case over attacks" if a == "worst" else specs[a]["label"],
             [0] + [float(e) for e in keys],
             ["clean"] + [f"{a} {e}" for e in keys],
         )

@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from keras_damped.robustness.report import attack_keys
+from keras_damped.robustness.report import attack_specs
 from keras_damped.robustness.report import unpack_mask
 
 CONFIDENCE = 0.95
@@ -257,6 +258,7 @@ def run_columns(entry, settings):
             settings["attacks"],
             e,
             count,
+            attack_specs(settings),
             clean=entry["masks"]["clean"],
         )
         if survive is not None:
