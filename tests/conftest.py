@@ -42,6 +42,17 @@ def rng():
     return np.random.default_rng(0)
 
 
+def tensor_events(folder):
+    """Every tensor event TensorBoard wrote into `folder`, loaded."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    events = event_accumulator.EventAccumulator(
+        str(folder), size_guidance={"tensors": 0}
+    )
+    events.Reload()
+    return events
+
+
 def shared_file(tmp_path_factory, name, build):
     """The path of `name`, built once per test run by `build(path)` and
     shared by every xdist worker (a file lock lets one build it; the others

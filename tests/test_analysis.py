@@ -7,9 +7,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tensor_events
 
 from keras_damped import BasicBlock
 from keras_damped import DampedAdd
+from keras_damped import damping_values
 from keras_damped.analysis import analyze
 from keras_damped.analysis import block_spectral_norms
 from keras_damped.analysis import landscape_1d
@@ -116,7 +118,15 @@ def test_landscapes_on_a_trained_model(trained_small_model, tmp_path):
         "damping_by_depth",
     ):
         assert os.path.getsize(os.path.join(out, "plots", f"{png}.png")) > 1000
-    assert os.listdir(os.path.join(out, "tb"))
+    # TensorBoard shows the same figures: each image event decodes to the
+    # pixels of its PNG file.
+    events = tensor_events(os.path.join(out, "tb"))
+    for png in ("landscape_1d", "spectral_norms"):
+        (event,) = events.Tensors(f"analysis/{png}")
+        shown = tf.image.decode_png(event.tensor_proto.string_val[2], channels=4)
+        with open(os.path.join(out, "plots", f"{png}.png"), "rb") as f:
+            saved = tf.image.decode_png(f.read(), channels=4)
+        np.testing.assert_array_equal(shown.numpy(), saved.numpy())
 
 
 def test_analyze_command(tmp_path, capsys):
@@ -141,7 +151,47 @@ def test_analyze_command(tmp_path, capsys):
     assert cli_main(args) == 0
     assert f"tensorboard --logdir {out}/tb" in capsys.readouterr().out
     assert (out / "plots" / "perturbation_growth.png").exists()
+    stored = json.loads((out / "analysis.json").read_text())
+    model = keras.saving.load_model(path)
+    # The saved model's lambdas, read back from the file, in block order:
+    # three damped blocks (the first block of each stage changes shape).
+    saved = damping_values(model)
+    (name,) = stored["damping"]
+    damping = stored["damping"][name]
+    assert damping["blocks"] == list(saved) and len(saved) == 3
+    assert damping["lambda"] == pytest.approx([float(v) for v in saved.values()])
+    growth = stored["perturbation_growth"][name]["random"]
+    assert len(growth["ratio"]) == len(growth["blocks"]) >= 3
+    assert all(r > 0 for r in growth["ratio"])
+    sigma = stored["spectral_norms"][name]["sigma"]
+    assert len(sigma) == len(growth["blocks"]) and all(v > 0 for v in sigma)
+    assert stored["settings"]["examples"] == 8
+    assert stored["settings"]["iterations"] == 2
+    assert "landscape_1d" not in stored  # analyze: the stability part
     assert cli_main(args) == 2 and "already holds" in capsys.readouterr().err
+
+    # `landscape`: the loss along each direction at T/255 = 8/255, 5 points;
+    # t = 0 is the model's plain cross-entropy on the same 8 images.
+    landscape = tmp_path / "landscape"
+    command = ["landscape", *args[1:7], "--T", "8", "--points", "5"]
+    assert cli_main([*command, "--out", str(landscape)]) == 0
+    stored = json.loads((landscape / "analysis.json").read_text())
+    images, labels = load_arrays("fashion_mnist", "test", limit=8)
+    plain = float(
+        np.mean(
+            keras.losses.sparse_categorical_crossentropy(
+                labels,
+                model(images / np.float32(255), training=False),
+                from_logits=True,
+            )
+        )
+    )
+    for kind in ("sign_gradient", "random"):
+        one = stored["landscape_1d"][kind]
+        np.testing.assert_allclose(one["t"], np.linspace(-8 / 255, 8 / 255, 5))
+        assert one["models"][name]["loss"][2] == pytest.approx(plain, rel=1e-5)
+    assert "perturbation_growth" not in stored
+    assert (landscape / "plots" / "landscape_1d.png").exists()
     bad = cli_main(
         [
             "landscape",

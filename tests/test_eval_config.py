@@ -93,3 +93,60 @@ def test_evaluate_uses_the_radii_it_is_given(tiny_model_path):
     report = evaluate(tiny_model_path, config, eps=[8 / 255], progress=False)
     settings = report.data["settings"]
     assert settings["eps_255"] == settings["protocol_eps_255"] == ["8"]
+
+
+FM = {"dataset": "fashion_mnist"}
+REFUSALS = [
+    ({"dataset": 5}, r"dataset must be a dataset name or \(images, labels\).*int"),
+    ({"dataset": "mnist2"}, r"mnist2"),
+    ({"eps": [], "attacks": ["fgsm"]}, r"Attacks need at least one eps.*\['fgsm'\]"),
+    ({"attack_eps": {"pgd": [1 / 255]}, "attacks": ["fgsm"]}, r"do not run: \['pgd'\]"),
+    ({"example_attack": "pgd", "attacks": ["fgsm"]}, r"example_attack must be one"),
+    ({"mean": [0.5, float("nan")]}, r"mean must be a finite number"),
+    ({"std": "wide"}, r"std must be a finite number"),
+    ({"noises": ["fog"]}, r"noise='fog'"),
+    ({"severities": [6]}, r"severity must be an integer in 1-5"),
+    ({"test_limit": 0}, r"test_limit must be a positive integer"),
+    ({"attack_limit": -1}, r"attack_limit must be a positive integer"),
+    ({"batch_size": 2.5}, r"batch_size must be a positive integer"),
+    ({"seed": -1}, r"seed must be an integer >= 0"),
+    ({"examples_shown": 0}, r"examples_shown must be a positive integer"),
+    ({"noise_source": "disk"}, r"noise_source.*'disk'"),
+    ({"large_eps": 0}, r"large_eps must be radii in \(0, 255\]"),
+    ({"protocol_eps": [2]}, r"protocol_eps must be radii in \(0, 255\]"),
+    ({"steps": 0}, r"steps must be a positive integer"),
+    ({"step_size": -1 / 255}, r"step_size must be > 0"),
+    ({"protocols": []}, r"protocols must name at least one of"),
+    ({"protocols": ["authors"]}, r"Expected one of \('pixel'.*protocol='authors'"),
+    (
+        {"protocols": ["authors-2020-08"], "attacks": ["autoattack"]},
+        r"cover the attacks they ran.*attack='autoattack'.*protocol_attacks",
+    ),
+    (
+        {"protocols": ["authors-2020-08"], "attacks": [], "eps": []},
+        r"The authors' protocols need at least one protocol_eps",
+    ),
+]
+
+
+@pytest.mark.parametrize("changes,message", REFUSALS)
+def test_each_bad_setting_is_refused_by_name(changes, message):
+    config = EvalConfig(**{**FM, **changes})
+    with pytest.raises(ValueError, match=message):
+        config.validate()
+
+
+def test_the_protocols_need_both_mean_and_std_and_a_positive_std():
+    import keras
+
+    from keras_damped.robustness.protocols import model_normalization
+
+    bare = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten()])
+    with pytest.raises(ValueError, match=r"Pass both mean= and std=.*std=None"):
+        model_normalization(bare, mean=0.5)
+    with pytest.raises(ValueError, match=r"std must be positive.*\[0.2, 0.0, 0.2\]"):
+        model_normalization(bare, mean=0.5, std=[0.2, 0.0, 0.2])
+    with pytest.raises(ValueError, match="has no keras.layers.Normalization"):
+        model_normalization(bare)
+    mean, std = model_normalization(bare, mean=[0.1, 0.2, 0.3], std=0.25)
+    assert mean.tolist() == [0.1, 0.2, 0.3] and std.tolist() == [0.25] * 3

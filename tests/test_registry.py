@@ -193,6 +193,13 @@ def test_registration_refuses_what_it_cannot_use():
         make_attack("shift_for_test", None)
     with pytest.raises(TypeError, match="subclass of keras_damped.robustness.Attack"):
         register_attack("plain", object)
+
+    class Manhattan(Shift):
+        norm = "l1"
+
+    with pytest.raises(ValueError, match=r"Manhattan.norm must be one of.*'l1'"):
+        register_attack("manhattan", Manhattan)
+    assert "manhattan" not in attack_names(listed_only=False)
     for bad in ("", "a,b", "all", 3):
         with pytest.raises(ValueError, match="non-empty string"):
             register_attack(bad, Shift)
@@ -361,3 +368,32 @@ def test_a_registered_attack_appears_in_reports_plots_and_a_study(
         "DARKEN",
         "worst case over attacks",
     ]
+
+
+def test_two_evaluations_give_the_same_numbers_in_either_order(dense):
+    """Nothing an evaluation leaves behind (compiled graphs, AutoAttack's
+    generator, SPSA's optimizer) changes the next one: A then B gives what
+    B then A gives, to the last digit."""
+    model, x, y = dense
+    common = dict(
+        dataset=(x, y),
+        noises=[],
+        attacks=["pgd", "spsa", "autoattack"],
+        steps=2,
+        apgd_steps=3,
+        target_classes=2,
+        square_queries=10,
+        batch_size=8,
+        progress=False,
+    )
+    first = dict(eps=[8 / 255], seed=1)
+    second = dict(eps=[4 / 255, 16 / 255], seed=2)
+
+    def numbers(settings):
+        report = evaluate({"dense": model}, **common, **settings)
+        entry = report.data["models"]["dense"]
+        return entry["attacks"], entry["masks"]
+
+    a1, b1 = numbers(first), numbers(second)
+    b2, a2 = numbers(second), numbers(first)
+    assert a1 == a2 and b1 == b2

@@ -7,6 +7,8 @@ import re
 import keras
 import numpy as np
 import pytest
+from conftest import tensor_events
+from tensorboard.util import tensor_util
 
 from keras_damped import DampedResNet
 from keras_damped.data import corrupt
@@ -143,7 +145,20 @@ def test_report_files_round_trip(invariants_report, tmp_path):
         assert os.path.getsize(path) > 1000
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert os.listdir(os.path.join(out, "tb", "in_resnet14"))
+    # TensorBoard holds the report's numbers: PGD at 16/255 (step 16) and
+    # the Gaussian noise at severity 5 of each model.
+    for name in ("in_resnet14", "masked"):
+        events = tensor_events(os.path.join(out, "tb", name))
+        (pgd,) = [e for e in events.Tensors("robustness/pgd") if e.step == 16]
+        assert float(tensor_util.make_ndarray(pgd.tensor_proto)) == pytest.approx(
+            again.data["models"][name]["attacks"]["pgd"]["16"]
+        )
+        (noise,) = [
+            e for e in events.Tensors("robustness/gaussian_noise") if e.step == 5
+        ]
+        assert float(tensor_util.make_ndarray(noise.tensor_proto)) == pytest.approx(
+            again.data["models"][name]["noises"]["gaussian"]["5"]
+        )
     with pytest.raises(FileExistsError, match="already holds results"):
         report.save(out)
 
@@ -180,12 +195,25 @@ def test_tfds_cifar10_corrupted_path_in_evaluate(tmp_path):
             noise_source="tfds",
             progress=False,
         )
+        # The same files read with TFDS directly, and the model on them.
+        expected = {}
+        for severity in (2, 4):
+            examples = tfds.load(
+                f"cifar10_corrupted/impulse_noise_{severity}",
+                split="test",
+                data_dir=str(tmp_path),
+            )
+            pairs = [(e["image"], e["label"]) for e in tfds.as_numpy(examples.take(8))]
+            x = np.stack([image for image, _ in pairs]).astype("float32") / 255.0
+            pred = np.argmax(model(x, training=False).numpy(), -1)
+            labels = np.array([label for _, label in pairs])
+            expected[str(severity)] = float(np.mean(pred == labels))
     settings = report.data["settings"]
     assert settings["noise_source"].startswith("CIFAR-10-C files")
-    assert set(report.data["models"]["in_resnet20"]["noises"]["impulse"]) == {
-        "2",
-        "4",
-        "mean",
+    scores = report.data["models"]["in_resnet20"]["noises"]["impulse"]
+    assert scores == {
+        **expected,
+        "mean": pytest.approx(np.mean(list(expected.values()))),
     }
 
 
@@ -224,3 +252,38 @@ def test_bad_evaluate_messages(saved_model, tmp_path):
         evaluate(str(corrupt_file), dataset="fashion_mnist")
     with pytest.raises(ValueError, match=r"takes inputs \(None, 28, 28, 1\)"):
         evaluate(saved_model, dataset="cifar10")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [lambda: keras.layers.Softmax(), lambda: keras.layers.Activation("softmax")],
+    ids=["Softmax", "Activation"],
+)
+def test_a_separate_softmax_layer_is_cut_off(head, rng):
+    """The logits are the output of the layer before the softmax layer."""
+    inputs = keras.Input((6,))
+    scores = keras.layers.Dense(3, name="scores")(inputs)
+    model = keras.Model(inputs, head()(scores))
+    x = rng.normal(size=(4, 6)).astype("float32")
+    expected = x @ model.get_layer("scores").kernel.numpy()
+    expected += model.get_layer("scores").bias.numpy()
+    np.testing.assert_allclose(logits_fn(model)(x).numpy(), expected, atol=1e-5)
+
+
+def test_a_softmax_whose_logits_cannot_be_recovered_is_refused(rng):
+    class Probabilities(keras.Model):
+        def __init__(self):
+            super().__init__(name="probabilities")
+            self.head = keras.layers.Dense(3, activation="softmax")
+
+        def call(self, x):
+            return self.head(x)
+
+    model = Probabilities()
+    model(rng.normal(size=(2, 6)).astype("float32"))
+    with pytest.raises(
+        ValueError,
+        match=r"'probabilities' ends in a softmax.*"
+        r"classifier_activation=None",
+    ):
+        logits_fn(model)

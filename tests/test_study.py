@@ -857,3 +857,29 @@ def test_cifar10_recipe_end_to_end_on_mock_data(tmp_path, capsys):
     assert "TFDS cifar10_corrupted" in study["evaluation"]["noise_source"]
     assert set(study["models"]) == {"resnet20", "in_resnet20"}
     assert "gaussian s5" in study["columns"] and "ifgsm 8" not in study["columns"]
+
+
+@pytest.mark.slow
+def test_a_diverged_run_fails_its_worker_with_exit_3_and_the_study_says_so(tmp_path):
+    """Two runs in worker processes at a learning rate that overflows: each
+    worker stops with exit status 3 (training diverged), the study names
+    both runs and their status, exits 3 and writes no study result."""
+    out = str(tmp_path / "diverged")
+    argv = ["study", "--models", "resnet20", "--seeds", "0,1", "--jobs", "2"]
+    argv += ["--dataset", "fashion_mnist", "--epochs", "1", "--train-limit", "64"]
+    argv += ["--batch-size", "32", "--lr", "1e30", "--jit-compile", "off"]
+    argv += ["--out", out, "--train-only"]
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_damped.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 3, output[-3000:]
+    assert "resnet20 seed 0 (exit 3)" in output and "resnet20 seed 1 (exit 3)" in output
+    assert "diverged" in output.lower()
+    assert not os.path.exists(os.path.join(out, "study.json"))
+    for seed in (0, 1):
+        run = os.path.join(out, "runs", "resnet20", f"seed{seed}")
+        assert not os.path.exists(os.path.join(run, "model.keras"))

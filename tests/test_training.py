@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import SMALL_RUN
-from tensorboard.backend.event_processing import event_accumulator
+from conftest import tensor_events
 from tensorboard.util import tensor_util
 
 from keras_damped import damped_adds
@@ -40,15 +40,6 @@ def tree_digest(folder):
             with open(path, "rb") as f:
                 digest.update(f.read())
     return digest.hexdigest()
-
-
-def tensor_events(folder):
-    """Every tensor event TensorBoard wrote into `folder`, loaded."""
-    events = event_accumulator.EventAccumulator(
-        str(folder), size_guidance={"tensors": 0}
-    )
-    events.Reload()
-    return events
 
 
 # Tests of training behaviour train in graph mode: on AVX2-only CPUs

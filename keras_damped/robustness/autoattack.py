@@ -132,7 +132,10 @@ class AutoAttackRunner:
         target_classes: target classes of APGD-T (9, at most classes - 1).
         restarts: random restarts of each APGD run (1, as in AutoAttack's
             standard version).
-        seed: seeds the random starts and Square's draws.
+
+    The random starts and Square's draws come from the seed each `run`
+    is given (per stage, so that a stage draws as the same attack run
+    alone does): nothing carries over from one call to the next.
     """
 
     def __init__(
@@ -142,14 +145,14 @@ class AutoAttackRunner:
         square_queries=SQUARE_QUERIES,
         target_classes=TARGET_CLASSES,
         restarts=RESTARTS,
-        seed=0,
     ):
         self.model_fn = model_fn
         self.apgd_steps = apgd_steps
         self.square_queries = square_queries
         self.target_classes = target_classes
         self.restarts = restarts
-        self.generator = tf.random.Generator.from_seed(seed)
+        # Reset from the call's seed before each stage (`_seed_stage`).
+        self.generator = tf.random.Generator.from_seed(0)
         self._image_shape = None
 
     def _compile(self, image_shape):
@@ -434,10 +437,19 @@ class AutoAttackRunner:
 
     # -- the sequence -------------------------------------------------------
 
-    def run(self, x, y, eps, stages=STAGES, seed=None):
+    def _seed_stage(self, seed, stage):
+        """Restarts the draws from `seed` (an integer or a pair of them) and
+        the stage's place in `STAGES`: one Philox key per pair and stage."""
+        pair = tf.constant((seed, 0) if np.ndim(seed) == 0 else seed, tf.int64)
+        folded = tf.random.experimental.stateless_fold_in(pair, STAGES.index(stage))
+        key = tf.random.stateless_uniform([], folded, None, None, tf.int64)
+        self.generator.reset_from_key_counter(int(key) & (2**63 - 1), [0, 0])
+
+    def run(self, x, y, eps, stages=STAGES, seed=(0, 0)):
         """The attacks in `stages`, each on the examples all earlier ones
-        left correctly classified. `seed` (an integer or a pair of them)
-        restarts the random draws; None continues from the runner's seed.
+        left correctly classified, each drawing from `seed` and its own
+        name: a stage draws what that attack alone draws on the same
+        examples with the same seed.
 
         Returns `(x_adv, robust)`: the adversarial example (or `x`) and, per
         stage, the boolean mask of the examples still correct after it
@@ -446,13 +458,6 @@ class AutoAttackRunner:
         x = np.asarray(x, np.float32)
         y = np.asarray(y, np.int32)
         self._compile(tuple(x.shape[1:]))
-        if seed is not None:
-            pair = (seed, 0) if np.ndim(seed) == 0 else seed
-            # One Philox key per seed pair: a stateless draw hashes the pair.
-            key = tf.random.stateless_uniform(
-                [], tf.constant(pair, tf.int64), None, None, tf.int64
-            )
-            self.generator.reset_from_key_counter(int(key) & (2**63 - 1), [0, 0])
         out = x.copy()
         clean = (
             (self._logits(tf.constant(x)).numpy().argmax(-1) == y)
@@ -469,6 +474,7 @@ class AutoAttackRunner:
         for stage in stages:
             todo = np.flatnonzero(robust)
             if eps > 0 and len(todo):
+                self._seed_stage(seed, stage)
                 adv, hit = attacks[stage](x[todo], y[todo])
                 out[todo[hit]] = adv[hit]
                 robust[todo[hit]] = False
