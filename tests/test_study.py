@@ -860,7 +860,9 @@ def test_cifar10_recipe_end_to_end_on_mock_data(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_diverged_run_fails_its_worker_with_exit_3_and_the_study_says_so(tmp_path):
+def test_a_diverged_run_fails_its_worker_with_exit_3_and_the_study_says_so(
+    tmp_path, capfd
+):
     """Two runs in worker processes at a learning rate that overflows: each
     worker stops with exit status 3 (training diverged), the study names
     both runs and their status, exits 3 and writes no study result."""
@@ -869,14 +871,11 @@ def test_a_diverged_run_fails_its_worker_with_exit_3_and_the_study_says_so(tmp_p
     argv += ["--dataset", "fashion_mnist", "--epochs", "1", "--train-limit", "64"]
     argv += ["--batch-size", "32", "--lr", "1e30", "--jit-compile", "off"]
     argv += ["--out", out, "--train-only"]
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_damped.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 3, output[-3000:]
+    # The study in this process, its runs in worker processes.
+    code = cli.main(argv)
+    captured = capfd.readouterr()
+    output = captured.out + captured.err
+    assert code == 3, output[-3000:]
     assert "resnet20 seed 0 (exit 3)" in output and "resnet20 seed 1 (exit 3)" in output
     assert "diverged" in output.lower()
     assert not os.path.exists(os.path.join(out, "study.json"))
