@@ -32,12 +32,29 @@ class Quantise(keras.layers.Layer):
         return keras.ops.round(x * 255.0) / 255.0
 
 
+@pytest.fixture(scope="module")
+def radius(trained_small_model, images):
+    """(eps, its label): the smallest of 2, 4, 8, 16 and 32/255 at which
+    PGD-20 breaks at least a quarter of the examples the shared model gets
+    right. The model is trained by these tests, and how robust it comes out
+    depends on the CPU's kernels (at 4/255 an AVX2 build of it lost none):
+    the comparisons below need a radius where the attacks break some."""
+    x, y = images
+    fn = logits_fn(trained_small_model)
+    correct = np.argmax(trained_small_model(x, training=False).numpy(), -1) == y
+    for k in (2, 4, 8, 16, 32):
+        robust = make_attack("pgd", fn, Budget())(x, y, k / 255, (0, 0)).robust
+        if (robust & correct).sum() <= 0.75 * correct.sum():
+            return k / 255, str(k)
+    raise AssertionError("PGD-20 breaks under a quarter of the examples at 32/255")
+
+
 @pytest.fixture
 def saved_model_path(tiny_model_path):
     return tiny_model_path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def images(fm_images):
     return fm_images
 
@@ -82,15 +99,16 @@ def test_losses_and_square_schedule_match_their_formulas(rng):
 
 @pytest.mark.slow
 def test_autoattack_is_at_least_as_strong_as_pgd_and_the_worst_case_is_the_and(
-    trained_small_model, images
+    trained_small_model, images, radius
 ):
     x, y = images
+    eps, k = radius
     report = evaluate(
         trained_small_model,
         dataset=(x, y),
         attacks=["fgsm", "pgd", "apgd_ce", "autoattack"],
-        eps=[1 / 255, 4 / 255],
-        attack_eps={"fgsm": [4 / 255]},
+        eps=[1 / 255, eps],
+        attack_eps={"fgsm": [eps]},
         noises=[],
         test_limit=EXAMPLES,
         batch_size=EXAMPLES,
@@ -104,32 +122,30 @@ def test_autoattack_is_at_least_as_strong_as_pgd_and_the_worst_case_is_the_and(
     assert m["sanity"]["in_ball"] and m["sanity"]["in_range"]
     for attack in ("apgd_ce", "autoattack"):
         assert acc[attack]["1"] <= m["clean"]
-        assert m["sanity"]["max_linf"][attack]["4"] <= 4 / 255 + 1e-6
+        assert m["sanity"]["max_linf"][attack][k] <= eps + 1e-6
     # FGSM ran at its own radius only (attack_eps); the worst case at 1/255
     # takes the attacks that ran there.
-    assert list(acc["fgsm"]) == ["4"]
+    assert list(acc["fgsm"]) == [k]
     assert m["worst"]["1"] <= min(acc[a]["1"] for a in ("pgd", "apgd_ce"))
-    for k in ("4",):
-        assert acc["apgd_ce"][k] <= acc["pgd"][k]
-        assert acc["autoattack"][k] <= acc["pgd"][k]
-        # The sequence starts with the same APGD-CE run (same seed).
-        assert acc["autoattack"][k] <= acc["apgd_ce"][k]
-        stages = m["autoattack_stages"][k]
-        assert stages["apgd_ce"] == acc["apgd_ce"][k]
-        assert stages["apgd_ce"] >= stages["apgd_t"] >= stages["square"]
-        # Worst case: robust only if correct clean and every attack left the
-        # example correct.
-        survive = unpack_mask(m["masks"]["clean"], EXAMPLES)
-        for attack in acc:
-            survive &= unpack_mask(m["masks"]["attacks"][attack][k], EXAMPLES)
-        assert m["worst"][k] == survive.mean()
-        assert unpack_mask(m["masks"]["worst"][k], EXAMPLES).tolist() == (
-            survive.tolist()
-        )
-        assert m["worst"][k] <= min(a[k] for a in acc.values())
-    assert 0 < acc["autoattack"]["4"] < m["clean"]  # breaks some, not all
+    # At the radius that breaks some examples:
+    assert acc["apgd_ce"][k] <= acc["pgd"][k]
+    assert acc["autoattack"][k] <= acc["pgd"][k]
+    # The sequence starts with the same APGD-CE run (same seed).
+    assert acc["autoattack"][k] <= acc["apgd_ce"][k]
+    stages = m["autoattack_stages"][k]
+    assert stages["apgd_ce"] == acc["apgd_ce"][k]
+    assert stages["apgd_ce"] >= stages["apgd_t"] >= stages["square"]
+    # Worst case: robust only if correct clean and every attack left the
+    # example correct.
+    survive = unpack_mask(m["masks"]["clean"], EXAMPLES)
+    for attack in acc:
+        survive &= unpack_mask(m["masks"]["attacks"][attack][k], EXAMPLES)
+    assert m["worst"][k] == survive.mean()
+    assert unpack_mask(m["masks"]["worst"][k], EXAMPLES).tolist() == (survive.tolist())
+    assert m["worst"][k] <= min(a[k] for a in acc.values())
+    assert 0 < acc["autoattack"][k] < m["clean"]  # breaks some, not all
     assert m["sanity"]["square_beats_gradient"] is False
-    assert m["seconds"]["autoattack"]["4"] > 0
+    assert m["seconds"]["autoattack"][k] > 0
     # Each stage against its attack run alone on what the stages before
     # left, with the seed evaluate gave the batch (seed 0, batch 0).
     budget = Budget(apgd_steps=30, target_classes=3, square_queries=100)
@@ -137,15 +153,15 @@ def test_autoattack_is_at_least_as_strong_as_pgd_and_the_worst_case_is_the_and(
     alive = np.argmax(trained_small_model(x, training=False).numpy(), -1) == y
     for stage in ("apgd_ce", "apgd_t", "square"):
         todo = np.flatnonzero(alive)
-        alone = make_attack(stage, fn, budget)(x[todo], y[todo], 4 / 255, (0, 0))
+        alone = make_attack(stage, fn, budget)(x[todo], y[todo], eps, (0, 0))
         alive[todo] = alone.robust
-        recorded = m["masks"]["autoattack_stages"]["4"][stage]
+        recorded = m["masks"]["autoattack_stages"][k][stage]
         np.testing.assert_array_equal(unpack_mask(recorded, EXAMPLES), alive, stage)
-    assert acc["autoattack"]["4"] == alive.mean()
+    assert acc["autoattack"][k] == alive.mean()
     markdown = report.to_markdown()
-    assert "| FGSM 4 | PGD 1 | PGD 4 |" in markdown
-    assert "| AUTOATTACK 1 | AUTOATTACK 4 | WORST 1 | WORST 4 |" in markdown
-    assert "| in_resnet14 | 4 |" in markdown  # the step-by-step table
+    assert f"| FGSM {k} | PGD 1 | PGD {k} |" in markdown
+    assert f"| AUTOATTACK 1 | AUTOATTACK {k} | WORST 1 | WORST {k} |" in markdown
+    assert f"| in_resnet14 | {k} |" in markdown  # the step-by-step table
 
 
 @pytest.mark.slow
@@ -235,7 +251,7 @@ def art_apgd(classifier, x, y, eps, steps, targeted=False):
 
 @pytest.mark.slow
 def test_our_attacks_are_as_strong_as_art_on_the_same_images(
-    trained_small_model, images
+    trained_small_model, images, radius
 ):
     from art.attacks.evasion import SquareAttack
 
@@ -244,7 +260,7 @@ def test_our_attacks_are_as_strong_as_art_on_the_same_images(
     model = keras.models.clone_model(trained_small_model)
     model.set_weights(trained_small_model.get_weights())
     x, y = images
-    eps, steps, queries = 4 / 255, 20, 200
+    (eps, _), steps, queries = radius, 20, 200
     classifier = art_classifier(model)
     fn = logits_fn(model)
     np.random.seed(0)

@@ -36,8 +36,9 @@ LANDSCAPE = {"test_limit": 128, "T": 8 / 255, "points": 33, "points_2d": 11}
 # Bumped when the evaluation code changes what the same settings compute, so
 # cached evaluations are redone: 2, `jit_compile` means for the attacks what
 # it means for training (revision 1 compiled every study's attacks with XLA,
-# whatever the setting).
-EVALUATION_REVISION = 2
+# whatever the setting); 3, each AutoAttack stage draws from the seed and its
+# own name (before, the stages drew one after the other from one stream).
+EVALUATION_REVISION = 3
 # What an evaluation's result does not depend on (a cached one stays valid).
 _EVALUATION_IRRELEVANT = ("data_dir", "examples_shown", "example_attack")
 
