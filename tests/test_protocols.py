@@ -21,6 +21,7 @@ from keras_damped.robustness.protocols import clamp_only
 from keras_damped.robustness.protocols import model_normalization
 from keras_damped.robustness.protocols import protocol_attack_name
 from keras_damped.robustness.protocols import standardise_file
+from keras_damped.robustness.registry import AttackContext
 from keras_damped.robustness.report import unpack_mask
 
 MEAN, STD = np.array([0.3, 0.5]), np.array([0.25, 0.4])
@@ -50,7 +51,8 @@ def make_protocol_attack(protocol, attack, model):
     """The registered authors' attack on a float64 model; `perturb` keeps
     the images' dtype (float64 here, for an exact comparison)."""
     name = protocol_attack_name(protocol, attack)
-    built = make_attack(name, lambda v: model(v), mean=MEAN, std=STD)
+    context = AttackContext(tuple(MEAN), tuple(STD))
+    built = make_attack(name, lambda v: model(v), context=context)
     return lambda x, y, eps, seed=(0, 0): built.perturb(
         tf.constant(x), tf.constant(y), eps, seed
     )
@@ -315,3 +317,10 @@ def test_attack_limit_attacks_the_first_examples_only(linear):
     assert "(attacks on the first 10)" in RobustnessReport(part).to_markdown()
     with pytest.raises(ValueError, match="attack_limit=0"):
         evaluate(model, dataset=data, attack_limit=0, **options)
+
+
+def test_an_authors_attack_without_the_models_normalisation_is_refused(linear):
+    model, _, _, x, y = linear
+    attack = make_attack("authors-2020-08:fgsm", lambda v: model(v))
+    with pytest.raises(ValueError, match=r"context=AttackContext\(mean=.*std="):
+        attack.perturb(tf.constant(x), tf.constant(y), 8 / 255, (0, 0))

@@ -14,6 +14,7 @@ from keras_damped.robustness import protocols  # noqa: F401
 from keras_damped.robustness.config import EvalConfig
 from keras_damped.robustness.evaluate import evaluate
 from keras_damped.robustness.registry import Attack
+from keras_damped.robustness.registry import AttackContext
 from keras_damped.robustness.registry import AttackResult
 from keras_damped.robustness.registry import Budget
 from keras_damped.robustness.registry import attack_names
@@ -25,6 +26,7 @@ from keras_damped.robustness.report import RobustnessReport
 
 __all__ = [
     "Attack",
+    "AttackContext",
     "AttackResult",
     "Budget",
     "EvalConfig",

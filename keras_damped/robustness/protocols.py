@@ -169,7 +169,7 @@ class AuthorsAttack(Attack):
 
     Registered as "<protocol>:<kind>" (not listed: `evaluate` runs them
     through `protocols=`); built with the model's `mean` and `std` (pixel
-    units, per channel) as context. `eps` is the stated radius (k/255); the
+    units, per channel) in its `AttackContext`. `eps` is the stated radius (k/255); the
     call's seed draws PGD's random start. One graph per model serves every
     protocol and kind.
     """
@@ -181,8 +181,14 @@ class AuthorsAttack(Attack):
         return 3 if self.kind == "fgsm" else 3 * AUTHORS_STEPS
 
     def perturb(self, x, y, eps, seed):
-        mean = np.asarray(self.context["mean"], "float64")
-        std = np.asarray(self.context["std"], "float64")
+        if self.context.mean is None or self.context.std is None:
+            raise ValueError(
+                f"{type(self).__name__} attacks the normalised tensor: build it "
+                "with context=AttackContext(mean=..., std=...) (pixel units, per "
+                "channel)."
+            )
+        mean = np.asarray(self.context.mean, "float64")
+        std = np.asarray(self.context.std, "float64")
         lo, hi = _bounds(self.protocol, mean, std)
         norm = [
             np.broadcast_to(v, std.shape)

@@ -78,6 +78,16 @@ class Budget:
             )
 
 
+@dataclasses.dataclass(frozen=True)
+class AttackContext:
+    """What an attack may need beyond the model and its budget: the model's
+    normalisation, per-channel `mean` and `std` in pixel units (the
+    authors' protocols attack the normalised tensor). None where unknown."""
+
+    mean: tuple | None = None
+    std: tuple | None = None
+
+
 @dataclasses.dataclass
 class AttackResult:
     """`x_adv`: adversarial images (float32 NumPy); `robust`: per example,
@@ -120,8 +130,8 @@ class Attack:
     Args:
         model_fn: `x -> float32 logits` (`keras_damped.robustness.logits_fn`).
         budget: a `Budget`.
-        **context: what a family of attacks needs beyond the model (the
-            authors' protocols take the model's `mean` and `std`).
+        context: an `AttackContext` (the authors' protocols need the
+            model's `mean` and `std`).
     """
 
     norm = "linf"
@@ -133,10 +143,10 @@ class Attack:
     not_weaker_than = ()
     example_priority = 0
 
-    def __init__(self, model_fn, budget=None, **context):
+    def __init__(self, model_fn, budget=None, context=None):
         self.model_fn = model_fn
         self.budget = budget or Budget()
-        self.context = context
+        self.context = context or AttackContext()
 
     def perturb(self, x, y, eps, seed):
         raise NotImplementedError(
@@ -234,9 +244,10 @@ def attack_class(name):
     return _REGISTRY[name].cls
 
 
-def make_attack(name, model_fn, budget=None, **context):
-    """The attack registered as `name`, on `model_fn`, with `budget`."""
-    return attack_class(name)(model_fn, budget or Budget(), **context)
+def make_attack(name, model_fn, budget=None, context=None):
+    """The attack registered as `name`, on `model_fn`, with `budget` and
+    `context` (an `AttackContext`)."""
+    return attack_class(name)(model_fn, budget or Budget(), context)
 
 
 def attack_spec(name, budget=None):

@@ -13,6 +13,7 @@ import numpy as np
 from keras_damped.robustness.protocols import clamp_only
 from keras_damped.robustness.protocols import protocol_attack_name
 from keras_damped.robustness.protocols import standardise_file
+from keras_damped.robustness.registry import AttackContext
 from keras_damped.robustness.registry import make_attack
 from keras_damped.robustness.report import eps_key
 from keras_damped.robustness.report import pack_mask
@@ -79,7 +80,9 @@ def evaluate_protocol(protocol, model_fn, correct, test, config, norm, advance):
     advance(len(test.images))
     for name in config.protocol_attack_names():
         attack = make_attack(
-            protocol_attack_name(protocol, name), model_fn, mean=mean, std=std
+            protocol_attack_name(protocol, name),
+            model_fn,
+            context=AttackContext(tuple(mean), tuple(std)),
         )
         for eps in config.protocol_radii():
             robust = run_attack(attack, test, eps, config)["robust"]
