@@ -253,13 +253,15 @@ def _add_budget_and_protocol_options(parser):
 
     d = EvalConfig()
     budgets = (
-        ("--steps", "iterations of IFGSM, PGD, MIM and SPSA (20; C&W runs 10x)"),
-        ("--apgd-steps", "iterations of APGD-CE and of each APGD-T target (100)"),
-        ("--target-classes", "target classes of APGD-T (AutoAttack: 9)"),
-        ("--square-queries", "queries of the Square attack (AutoAttack: 5000)"),
+        ("--steps", "iterations of IFGSM, PGD, MIM and SPSA (C&W runs 10x)"),
+        ("--apgd-steps", "iterations of APGD-CE and of each APGD-T target"),
+        ("--target-classes", "target classes of APGD-T"),
+        ("--square-queries", "queries of the Square attack"),
     )
     for flag, text in budgets:
         default = getattr(d, flag[2:].replace("-", "_"))
+        text += f" (default {default}"
+        text += ", AutoAttack's standard)" if flag != "--steps" else ")"
         parser.add_argument(flag, type=_positive_int(flag), default=default, help=text)
     parser.add_argument(
         "--protocols",

@@ -19,13 +19,14 @@ import math
 import numpy as np
 import tensorflow as tf
 
-APGD_STEPS = 100
-SQUARE_QUERIES = 5000
-TARGET_CLASSES = 9
-RESTARTS = 1
+from keras_damped.robustness.standard import APGD_STEPS
+from keras_damped.robustness.standard import RESTARTS
+from keras_damped.robustness.standard import SQUARE_P_INIT
+from keras_damped.robustness.standard import SQUARE_QUERIES
+from keras_damped.robustness.standard import TARGET_CLASSES
+
 MOMENTUM = 0.75  # APGD's alpha
 RHO = 0.75  # APGD's oscillation threshold
-SQUARE_P_INIT = 0.8
 DLR_EPS = 1e-12
 STAGES = ("apgd_ce", "apgd_t", "square")
 # APGD's per-example state: images and numbers.

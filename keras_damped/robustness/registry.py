@@ -26,6 +26,7 @@ import importlib
 
 import numpy as np
 
+from keras_damped.robustness import standard
 from keras_damped.validators import finite_number
 from keras_damped.validators import positive_int
 
@@ -58,15 +59,16 @@ class Budget:
     `steps` and `step_size` are those of the iterative attacks (IFGSM, PGD,
     MIM, SPSA; C&W runs `10 * steps` optimisation steps per binary-search
     step); `apgd_steps`, `target_classes` and `square_queries` those of
-    AutoAttack's attacks (its standard version: 100, 9, 5,000);
-    `jit_compile` compiles the CleverHans attacks with XLA.
+    AutoAttack's attacks (by default its standard version,
+    `keras_damped.robustness.standard`); `jit_compile` compiles the
+    CleverHans attacks with XLA.
     """
 
     steps: int = 20
     step_size: float = 2 / 255
-    apgd_steps: int = 100
-    target_classes: int = 9
-    square_queries: int = 5000
+    apgd_steps: int = standard.APGD_STEPS
+    target_classes: int = standard.TARGET_CLASSES
+    square_queries: int = standard.SQUARE_QUERIES
     jit_compile: bool = False
 
     def __post_init__(self):
