@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: test demo bench models lint data clean core-check extras-check
+.PHONY: test demo bench models lint data clean core-check extras-check docs
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ data:
 
 test: $(STAMP) data
 	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=15
+
+# The reference pages generated from the code (docs/cli.md); the test suite
+# checks them (tests/test_docs.py).
+docs: $(STAMP)
+	$(BIN)/python docs/generate.py
 
 # The main job: train ResNet-20, In-ResNet-20 and lambda-In-ResNet-20 on real
 # Fashion-MNIST (offline), then evaluate them side by side: clean accuracy and
