@@ -7,6 +7,7 @@ import re
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import tensor_events
 from tensorboard.util import tensor_util
 
@@ -287,3 +288,36 @@ def test_a_softmax_whose_logits_cannot_be_recovered_is_refused(rng):
         r"classifier_activation=None",
     ):
         logits_fn(model)
+
+
+def test_an_spsa_step_is_the_mirrored_sign_estimate_drawn_from_its_seed():
+    """SPSA's step takes its directions from the seed it is given (no seed
+    kept on the optimizer): the finite-difference estimate of a linear loss
+    along +/- delta * sign(u), then Adam's first step, in NumPy."""
+    from keras_damped.robustness.attacks import _spsa_optimizer
+
+    rng = np.random.default_rng(3)
+    optimizer = _spsa_optimizer(learning_rate=0.01, delta=0.01, samples=32)
+    w = rng.normal(size=(1, 4, 4, 2)).astype("float32")
+    x = rng.uniform(size=(1, 4, 4, 2)).astype("float32")
+
+    def loss(z):
+        return tf.reduce_sum(z * w, axis=[1, 2, 3])
+
+    seed = tf.constant([3, 4], tf.int64)
+    state = optimizer.init_state([tf.constant(x)])
+    new, state = optimizer.seeded_step(loss, tf.constant(x), state, seed)
+    u = tf.random.stateless_uniform([16, 4, 4, 2], seed, -1.0, 1.0).numpy()
+    d = 0.01 * np.sign(u)
+    fx, wd = float((w * x).sum()), (w * d).sum(axis=(1, 2, 3))
+    plus = (fx + wd)[:, None, None, None] * d
+    minus = (fx - wd)[:, None, None, None] * -d
+    grad = np.concatenate([plus, minus]).mean(axis=0, keepdims=True) / 0.01
+    # Adam's first step from zero moments: m_hat = g, u_hat = g^2.
+    expected = x - 0.01 * grad / (np.abs(grad) + optimizer.epsilon)
+    np.testing.assert_allclose(np.asarray(new), expected, rtol=1e-4, atol=1e-6)
+    assert float(state["t"]) == 1.0
+    other, _ = optimizer.seeded_step(
+        loss, tf.constant(x), optimizer.init_state([tf.constant(x)]), seed + 1
+    )
+    assert not np.allclose(np.asarray(other), np.asarray(new))

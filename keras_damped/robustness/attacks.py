@@ -68,11 +68,14 @@ def _KerasTwoStyleAdam(learning_rate):
 
 
 def _spsa_optimizer(learning_rate, delta, samples):
-    """CleverHans' SPSA optimizer, constructed the Keras 3 way.
+    """CleverHans' SPSA optimizer, constructed the Keras 3 way, with a step
+    whose random directions come from an explicit seed.
 
     `cleverhans.tf2.attacks.spsa.SPSAAdam` passes `lr=` to Keras' Adam,
-    which Keras 3 rejects, and reads `self.lr`; its gradient estimate and
-    update rule (its own code) are used unchanged.
+    which Keras 3 rejects, and reads `self.lr`; its update rule (its own
+    `_apply_gradients`) is used unchanged. Its gradient estimate draws from
+    TensorFlow's global generator; `seeded_step` computes the same estimate
+    (one batch of mirrored sign directions) from the step's seed.
     """
     import keras
     from cleverhans.tf2.attacks.spsa import SPSAAdam
@@ -83,15 +86,21 @@ def _spsa_optimizer(learning_rate, delta, samples):
             self.lr = learning_rate
             self._delta = delta
             self._num_samples = samples // 2  # mirrored +/- delta samples
-            self._num_iters = 1
-            self._compare_to_analytic_grad = False
-            self.seed = None  # set by the attack before each step
 
-        def _get_delta(self, x, delta):
-            # CleverHans' random sign directions, drawn from the step's seed.
-            shape = [self._num_samples] + x.get_shape().as_list()[1:]
-            uniform = tf.random.stateless_uniform(shape, self.seed, -1.0, 1.0)
-            return delta * tf.sign(uniform)
+        def seeded_step(self, loss_fn, x, state, seed):
+            """One step from `x` (a [1, H, W, C] tensor): the finite-difference
+            estimate along `samples` directions +/- delta * sign(u), u drawn
+            from `seed`, then Adam. Returns `(new x, new state)`."""
+            shape = [self._num_samples, *x.shape[1:]]
+            uniform = tf.random.stateless_uniform(shape, seed, -1.0, 1.0)
+            directions = self._delta * tf.sign(uniform)
+            directions = tf.concat([directions, -directions], axis=0)
+            losses = tf.reshape(
+                loss_fn(x + directions), [-1] + [1] * (len(x.shape) - 1)
+            )
+            grad = tf.reduce_mean(losses * directions, axis=0, keepdims=True)
+            (new,), state = self._apply_gradients([grad / self._delta], [x], state)
+            return new, state
 
     return KerasThreeSPSAAdam()
 
@@ -329,11 +338,11 @@ class SPSA(Attack):
         perturbation = _project_perturbation(start, eps, x, 0.0, 1.0)
         state = optimizer.init_state([perturbation])
         for i in range(self.budget.steps):
-            optimizer.seed = tf.random.experimental.stateless_fold_in(seed, i + 1)
-            new, state = optimizer.minimize(
-                lambda p: loss_fn(x + p), [perturbation], state
+            step_seed = tf.random.experimental.stateless_fold_in(seed, i + 1)
+            new, state = optimizer.seeded_step(
+                lambda p: loss_fn(x + p), perturbation, state, step_seed
             )
-            perturbation = _project_perturbation(new[0], eps, x, 0.0, 1.0)
+            perturbation = _project_perturbation(new, eps, x, 0.0, 1.0)
         return x + perturbation
 
     def _optimizer(self):
