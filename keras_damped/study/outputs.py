@@ -291,7 +291,9 @@ def _lambda_lines(models):
         "are printed as 0.",
         "",
     ]
-    blocks = list(next(iter(damped.values())))
+    # Models of different depths: every block of any of them, "-" where a
+    # model has none.
+    blocks = list(dict.fromkeys(b for lams in damped.values() for b in lams))
     rows = []
     for m, lams in damped.items():
         seeds = sorted({s for b in lams.values() for s in b["seeds"]}, key=int)
@@ -300,7 +302,9 @@ def _lambda_lines(models):
                 [m, seed]
                 + [_lambda(lams.get(b, {}).get("seeds", {}).get(seed)) for b in blocks]
             )
-        rows.append([m, "mean"] + [_lambda(lams[b]["mean"]) for b in blocks])
+        rows.append(
+            [m, "mean"] + [_lambda(lams.get(b, {}).get("mean")) for b in blocks]
+        )
     return lines + _table(["model", "seed"] + blocks, rows)
 
 
