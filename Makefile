@@ -45,7 +45,7 @@ DEMO_TRAIN := --dataset fashion_mnist --epochs 3 --train-limit 10000 --test-limi
 DEMO_EVAL := --dataset fashion_mnist --attacks fgsm,pgd,autoattack --eps 2,8 \
 	--apgd-steps 20 --target-classes 3 --square-queries 200 \
 	--noises gaussian,shot,impulse,speckle --severities 1-5 --test-limit 500 \
-	--attack-limit 200 --batch-size 200 \
+	--attack-limit 200 --eval-batch-size 200 \
 	--protocols pixel,authors-2020-06,authors-2020-08 --protocol-attacks fgsm,pgd
 
 demo: $(STAMP) data
@@ -53,7 +53,7 @@ demo: $(STAMP) data
 	for model in $(DEMO_MODELS); do \
 		echo "== training $$model"; \
 		$(BIN)/keras-damped train --model $$model $(DEMO_TRAIN) \
-			--run-dir runs/demo/$$model --resume || exit 1; \
+			--out runs/demo/$$model --resume || exit 1; \
 	done; \
 	echo "== evaluating"; \
 	$(BIN)/keras-damped evaluate $(DEMO_EVAL) --out runs/demo/eval --overwrite \

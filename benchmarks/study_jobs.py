@@ -35,7 +35,7 @@ import _common
 def tiny_study(quick):
     quick_only = ["--jit-compile", "off"] if quick else []
     return quick_only + [
-        "--models",
+        "--model",
         "in_resnet20" if quick else "resnet20,in_resnet20",
         "--seeds",
         "0" if quick else "0,1",

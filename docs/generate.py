@@ -67,7 +67,27 @@ def cli_reference():
         if text:
             lines += [_cell(text), ""]
         lines += ["| flag | default | meaning |", "|---|---|---|", *_rows(sub), ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _renames())
+
+
+def _renames():
+    """The flag names of 0.1.0 that changed, still accepted for a while."""
+    from keras_damped.cli import DEPRECATED
+    from keras_damped.cli._options import REMOVED_IN
+
+    lines = [
+        "## Renamed flags",
+        "",
+        "One name per idea in every command. The old names still work, each "
+        f"with a one-line notice, until {REMOVED_IN}.",
+        "",
+        "| command | old | new |",
+        "|---|---|---|",
+    ]
+    for command, renames in DEPRECATED.items():
+        for old, new in renames.items():
+            lines.append(f"| `{command}` | `{old}` | `{new}` |")
+    return [*lines, ""]
 
 
 PAGES = {"cli.md": cli_reference}

@@ -3,7 +3,7 @@
 One machine, all its GPUs (or logical CPU devices), synchronous:
 
     keras-damped train --model in_resnet56 --dataset cifar10 --epochs 160 \\
-        --distribute mirrored --batch-size 256 --run-dir runs/mirrored
+        --distribute mirrored --batch-size 256 --out runs/mirrored
 
 Several machines (or processes): every worker runs the same command with a
 TF_CONFIG that lists the cluster and its own index; worker 0 is the chief
@@ -47,7 +47,7 @@ def main():
         "128",  # global: 64 per worker
         "--distribute",
         "multi_worker",
-        "--run-dir",
+        "--out",
         "runs/multi_worker",
         "--overwrite",
         "--verbose",

@@ -1,12 +1,18 @@
 """The `keras-damped` command: what it writes and what it refuses, before
 any work, with a message naming the value and the valid choices."""
 
+import dataclasses
+import io
 import json
 import re
 
 import pytest
 
+from keras_damped.cli import DEPRECATED
+from keras_damped.cli import REMOVED_IN
+from keras_damped.cli import build_parser
 from keras_damped.cli import main as cli_main
+from keras_damped.cli import modernize
 
 
 def run(argv):
@@ -88,23 +94,23 @@ def test_evaluate_command_writes_the_run_folder_and_keeps_it(
 
 
 STUDY_REFUSALS = [
-    (["--models", "resnet20,resnet21"], r"Unknown model\(s\) \['resnet21'\]"),
-    (["--models", "resnet20", "--seeds", "0,x"], "--seeds must be comma-separated"),
-    (["--models", "resnet20", "--seeds", "1,1"], "distinct integers"),
-    (["--models", "resnet20", "--baseline", "in_resnet20"], "baseline must be one"),
-    (["--models", "resnet20", "--noise-levels", "gaussian:0.3"], "name=v1,v2"),
-    (["--models", "resnet20", "--noise-levels", "impulse=2"], "<= 1"),
-    (["--models", "resnet20", "--limit", "5"], "--limit was renamed"),
-    (["--models", "resnet20", "--eps", "256"], r"eps=256/255"),
-    (["--models", "resnet20", "--attacks", "apgd"], "Unknown attack"),
-    (["--models", "resnet20", "--epochs", "0"], "epochs must be a positive"),
-    (["--models", "resnet20", "--protocols", "authors"], "protocol='authors'"),
+    (["--model", "resnet20,resnet21"], r"Unknown model\(s\) \['resnet21'\]"),
+    (["--model", "resnet20", "--seeds", "0,x"], "--seeds must be comma-separated"),
+    (["--model", "resnet20", "--seeds", "1,1"], "distinct integers"),
+    (["--model", "resnet20", "--baseline", "in_resnet20"], "baseline must be one"),
+    (["--model", "resnet20", "--noise-levels", "gaussian:0.3"], "name=v1,v2"),
+    (["--model", "resnet20", "--noise-levels", "impulse=2"], "<= 1"),
+    (["--model", "resnet20", "--limit", "5"], "--limit was renamed"),
+    (["--model", "resnet20", "--eps", "256"], r"eps=256/255"),
+    (["--model", "resnet20", "--attacks", "apgd"], "Unknown attack"),
+    (["--model", "resnet20", "--epochs", "0"], "epochs must be a positive"),
+    (["--model", "resnet20", "--protocols", "authors"], "protocol='authors'"),
     (
-        ["--models", "resnet20", "--protocols", "pixel,authors-2020-06"]
+        ["--model", "resnet20", "--protocols", "pixel,authors-2020-06"]
         + ["--attacks", "pgd,apgd_ce"],
         "attack='apgd_ce' under",
     ),
-    (["--models", "resnet20", "--import", "no_such_module"], "no_such_module"),
+    (["--model", "resnet20", "--import", "no_such_module"], "no_such_module"),
 ]
 
 
@@ -126,8 +132,7 @@ def test_bad_study_arguments_fail_before_any_work(args, message, tmp_path, capsy
 )
 def test_renamed_flags_name_their_successor(argv, match, tmp_path, capsys):
     out = tmp_path / "out"
-    flag = "--run-dir" if argv[0] == "train" else "--out"
-    assert run([*argv, flag, str(out)]) == 2
+    assert run([*argv, "--out", str(out)]) == 2
     assert match in capsys.readouterr().err
     assert not out.exists()
 
@@ -139,3 +144,84 @@ def test_models_lists_the_presets_and_refuses_an_unknown_pattern(capsys):
     assert "resnet110" not in table
     assert run(["models", "--pattern", "vgg*"]) == 2
     assert "No model matches ['vgg*']" in capsys.readouterr().err
+
+
+# --- one vocabulary: the renamed flags, the defaults from the configs ------
+
+MINIMAL = {
+    "train": ["train", "--out", "r"],
+    "evaluate": ["evaluate", "--model", "m.keras", "--out", "o"],
+    "study": ["study", "--model", "resnet20", "--out", "o"],
+    "landscape": ["landscape", "--model", "m.keras", "--out", "o"],
+    "analyze": ["analyze", "--model", "m.keras", "--out", "o"],
+}
+OLD_VALUES = {"--run-dir": "r", "--models": "resnet20", "--seed": "3"}
+
+
+@pytest.mark.parametrize(
+    "command,old,new",
+    [(c, old, new) for c, names in DEPRECATED.items() for old, new in names.items()],
+)
+def test_a_deprecated_flag_does_what_its_successor_does_and_says_so_once(
+    command, old, new
+):
+    value = OLD_VALUES.get(old, "7")
+    today = [*MINIMAL[command], new, value]
+    if new in MINIMAL[command]:  # the successor is in the minimal command
+        at = MINIMAL[command].index(new)
+        today = [*MINIMAL[command][:at], new, value, *MINIMAL[command][at + 2 :]]
+    at = today.index(new)
+    yesterday = [*today[:at], old, *today[at + 1 :]]
+    err = io.StringIO()
+    modern = modernize([*yesterday, f"{old}={value}"], err)
+    assert modern == [*today, f"{new}={value}"]
+    (notice,) = err.getvalue().splitlines()  # one line, however often used
+    assert notice == (
+        f"keras-damped {command}: {old} is deprecated and will be removed in "
+        f"{REMOVED_IN}: use {new}"
+    )
+    parser = build_parser()
+    assert parser.parse_args(modernize(yesterday, io.StringIO())) == (
+        parser.parse_args(today)
+    )
+    # Another command's flag of the same name is left alone.
+    assert modernize(["models", old], io.StringIO()) == ["models", old]
+
+
+def test_an_old_name_runs_through_the_command_with_its_notice(tmp_path, capsys):
+    out = tmp_path / "s"
+    code = run(["study", "--models", "resnet20,resnet21", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "--models is deprecated" in err and "use --model" in err
+    assert "Unknown model(s) ['resnet21']" in err
+
+
+def test_the_commands_defaults_are_the_configs_defaults():
+    """Each default is declared once, in the config dataclass: the command
+    with no options builds the library's default config."""
+    from keras_damped.cli import evaluate
+    from keras_damped.cli import study
+    from keras_damped.cli import train
+    from keras_damped.robustness import EvalConfig
+    from keras_damped.study.config import SEEDS
+    from keras_damped.study.config import StudyConfig
+    from keras_damped.training import TrainConfig
+
+    parser = build_parser()
+    assert evaluate.config(parser.parse_args(MINIMAL["evaluate"])) == (
+        EvalConfig().validate()
+    )
+    assert train.config(parser.parse_args(MINIMAL["train"])) == TrainConfig(run_dir="r")
+    built = study.config(parser.parse_args(MINIMAL["study"]))
+    library = StudyConfig(models=["resnet20"], seeds=list(SEEDS), out="o")
+    assert built.evaluation == library.evaluation.validate()
+    for name in ("seeds", "baseline", "threads", "landscape", "compare_with"):
+        assert getattr(built, name) == getattr(library, name), name
+    # The study validates on its evaluation's test images.
+    expected = dataclasses.replace(library.train, test_limit=EvalConfig.test_limit)
+    assert built.train == expected
+    # Several models: repeated, comma-separated, or both.
+    argv = ["study", "--model", "resnet20,in_resnet20", "--model", "resnet56"]
+    args = parser.parse_args([*argv, "--out", "o"])
+    assert study.config(args).models == ["resnet20", "in_resnet20", "resnet56"]

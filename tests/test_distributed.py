@@ -118,7 +118,7 @@ def test_two_workers_on_localhost_train_one_epoch(tmp_path):
         "32",
         "--distribute",
         "multi_worker",
-        "--run-dir",
+        "--out",
         str(run_dir),
         "--verbose",
         "2",

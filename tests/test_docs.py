@@ -41,3 +41,12 @@ def test_the_cli_reference_is_up_to_date_and_names_every_flag(tmp_path, monkeypa
     monkeypatch.setattr(generate, "DOCS", tmp_path)
     (tmp_path / "cli.md").write_text(page.replace("`--epochs`", "`--epoch`"))
     assert generate.main(["--check"]) == 1
+
+
+def test_the_readme_lists_every_renamed_flag():
+    from keras_damped.cli import DEPRECATED
+
+    readme = (DOCS.parent / "README.md").read_text()
+    for command, renames in DEPRECATED.items():
+        for old, new in renames.items():
+            assert f"| `{command}` | `{old}` | `{new}` |" in readme

@@ -4,12 +4,12 @@ import dataclasses
 
 import pytest
 
-from keras_damped.cli import _eval_config
 from keras_damped.cli import build_parser
+from keras_damped.cli._configs import eval_config
 from keras_damped.robustness import EvalConfig
 from keras_damped.training import resolve_jit_compile
 
-STUDY = ["study", "--models", "resnet20", "--out", "unused"]
+STUDY = ["study", "--model", "resnet20", "--out", "unused"]
 
 
 @pytest.mark.parametrize("setting", ["auto", "on", "off"])
@@ -19,7 +19,7 @@ def test_a_studys_jit_compile_means_for_its_attacks_what_it_means_for_training(
     """Regression: the study's --jit-compile reached EvalConfig as a string
     and `budget()` made it bool(...), True for all three."""
     args = build_parser().parse_args([*STUDY, "--jit-compile", setting])
-    config = _eval_config(args, args.eval_batch_size, args.eval_seed)
+    config = eval_config(args)
     assert config.jit_compile == setting
     expected = {"on": True, "off": False, "auto": resolve_jit_compile("auto")}
     assert config.budget().jit_compile is expected[setting]
@@ -28,7 +28,7 @@ def test_a_studys_jit_compile_means_for_its_attacks_what_it_means_for_training(
 def test_evaluate_takes_the_same_jit_compile_vocabulary():
     base = ["evaluate", "--model", "m.keras", "--out", "o"]
     args = build_parser().parse_args([*base, "--jit-compile", "off"])
-    assert _eval_config(args, 8, 0).budget().jit_compile is False
+    assert eval_config(args).budget().jit_compile is False
     assert build_parser().parse_args(base).jit_compile == "auto"
 
 

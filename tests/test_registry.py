@@ -167,7 +167,7 @@ def test_a_users_attack_works_from_python_and_the_cli(
     out = tmp_path / "eval"
     argv = ["evaluate", "--model", path, "--dataset", "fashion_mnist"]
     argv += ["--import", "sign_noise", "--attacks", "sign_noise", "--eps", "32"]
-    argv += ["--noises", "none", "--test-limit", "16", "--batch-size", "6"]
+    argv += ["--noises", "none", "--test-limit", "16", "--eval-batch-size", "6"]
     assert cli_main([*argv, "--out", str(out)]) == 0
     assert "| SIGN_NOISE 32 |" in capsys.readouterr().out
     saved = json.loads((out / "report.json").read_text())

@@ -383,7 +383,7 @@ def test_zero_variance_does_not_resolve_below_one_example():
 # --- a tiny real study: killed, resumed, reused ---------------------------------
 
 TINY = [
-    "--models",
+    "--model",
     "resnet20,in_resnet20",
     "--seeds",
     "0,1",
@@ -514,7 +514,7 @@ def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path, capsys):
     out, log = resumed_study
     assert "2 run(s) at once, 1 thread(s) each" in log
     argv = list(TINY)
-    argv[argv.index("--models") + 1] = "resnet20"
+    argv[argv.index("--model") + 1] = "resnet20"
     argv[argv.index("--seeds") + 1] = "0"
     argv.remove("--landscape")  # a study-level output, not compared here
     alone = str(tmp_path / "alone")
@@ -819,8 +819,10 @@ def test_cifar10_recipe_end_to_end_on_mock_data(tmp_path, capsys):
     TFDS mock data: the CIFAR-10 path, normalisation, schedule, augmentation
     and the CIFAR-10-C files through TFDS."""
     argv = shlex.split(CIFAR10_PAPER)[1:]
+    at = argv.index("--model")  # repeated --model flags add up: replace it
+    del argv[at : at + 2]
     argv += [
-        "--models",
+        "--model",
         "resnet20,in_resnet20",
         "--seeds",
         "0",
@@ -867,7 +869,7 @@ def test_a_diverged_run_fails_its_worker_with_exit_3_and_the_study_says_so(
     worker stops with exit status 3 (training diverged), the study names
     both runs and their status, exits 3 and writes no study result."""
     out = str(tmp_path / "diverged")
-    argv = ["study", "--models", "resnet20", "--seeds", "0,1", "--jobs", "2"]
+    argv = ["study", "--model", "resnet20", "--seeds", "0,1", "--jobs", "2"]
     argv += ["--dataset", "fashion_mnist", "--epochs", "1", "--train-limit", "64"]
     argv += ["--batch-size", "32", "--lr", "1e30", "--jit-compile", "off"]
     argv += ["--out", out, "--train-only"]
@@ -882,3 +884,21 @@ def test_a_diverged_run_fails_its_worker_with_exit_3_and_the_study_says_so(
     for seed in (0, 1):
         run = os.path.join(out, "runs", "resnet20", f"seed{seed}")
         assert not os.path.exists(os.path.join(run, "model.keras"))
+
+
+def test_the_lambda_table_takes_models_of_different_depths():
+    from keras_damped.study.outputs import _lambda_lines
+
+    def lambdas(blocks):
+        return {b: {"seeds": {"0": 0.5}, "mean": 0.5} for b in blocks}
+
+    models = {
+        "in_resnet20": {"lambdas": lambdas(["stage1_block1", "stage1_block2"])},
+        "in_resnet32": {"lambdas": lambdas(["stage1_block1", "stage1_block4"])},
+        "resnet20": {"lambdas": {}},
+    }
+    table = [line for line in _lambda_lines(models) if line.startswith("| in_")]
+    header = next(line for line in _lambda_lines(models) if "| model |" in line)
+    assert header.count("stage1_block") == 3
+    assert table[0] == "| in_resnet20 | 0 | 0.500 | 0.500 | - |"
+    assert table[3] == "| in_resnet32 | mean | 0.500 | - | 0.500 |"

@@ -137,7 +137,7 @@ def test_real_fashion_mnist_run(trained_small_run, capsys):
             "train",
             "--model",
             "in_resnet20",
-            "--run-dir",
+            "--out",
             str(run_dir),
             "--epochs",
             "1",
@@ -202,11 +202,11 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, caplog):
     ]
     # Straight through in this process; killed in another, resumed here.
     straight = tmp_path / "straight"
-    assert cli_main(["train", *args, "--run-dir", str(straight)]) == 0
+    assert cli_main(["train", *args, "--out", str(straight)]) == 0
 
     killed = tmp_path / "killed"
     meta = killed / "checkpoints" / "training_metadata.json"
-    process = subprocess.Popen(_cli(*args, "--run-dir", str(killed)))
+    process = subprocess.Popen(_cli(*args, "--out", str(killed)))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         if meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 1:
@@ -218,7 +218,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, caplog):
     assert 1 <= epochs_done < 4 and not (killed / "model.keras").exists()
 
     with caplog.at_level("INFO", logger="keras_damped"):
-        assert cli_main(["train", *args, "--run-dir", str(killed)]) == 0
+        assert cli_main(["train", *args, "--out", str(killed)]) == 0
     assert f"Resuming {killed} after epoch {epochs_done}" in caplog.text
     a = keras.saving.load_model(straight / "model.keras")
     b = keras.saving.load_model(killed / "model.keras")

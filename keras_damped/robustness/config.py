@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from keras_damped._fields import setting
 from keras_damped.data.corruptions import NOISES
 from keras_damped.data.corruptions import SEVERITIES
 from keras_damped.robustness.registry import Budget
@@ -70,36 +71,111 @@ class EvalConfig:
         plugins: modules to import first (they register attacks).
     """
 
-    dataset: str = "cifar10"
-    attacks: list = dataclasses.field(default_factory=lambda: ["fgsm", "ifgsm", "pgd"])
-    eps: list = dataclasses.field(
-        default_factory=lambda: [1 / 255, 2 / 255, 4 / 255, 8 / 255]
+    dataset: str = setting("cifar10", help="cifar10, cifar100 or fashion_mnist")
+    attacks: list = setting(
+        factory=lambda: ["fgsm", "ifgsm", "pgd"],
+        help="comma-separated registered attacks: fgsm, ifgsm, pgd, mim, cw_l2, "
+        "spsa, apgd_ce, apgd_t, square, autoattack (APGD-CE, APGD-T, Square in "
+        "sequence), your own (see --import); 'all' for every attack, 'none' "
+        "for no attack",
     )
-    attack_eps: dict = dataclasses.field(default_factory=dict)
-    noises: list = dataclasses.field(default_factory=lambda: list(NOISES))
-    severities: list = dataclasses.field(default_factory=lambda: list(SEVERITIES))
-    noise_levels: dict = dataclasses.field(default_factory=dict)
-    test_limit: int = 1000
-    attack_limit: int | None = None
-    batch_size: int = 128
-    seed: int = 0
-    noise_source: str = "auto"
-    data_dir: str | None = None
-    steps: int = _BUDGET.steps
-    step_size: float = _BUDGET.step_size
-    apgd_steps: int = _BUDGET.apgd_steps
-    target_classes: int = _BUDGET.target_classes
-    square_queries: int = _BUDGET.square_queries
-    large_eps: float = 64 / 255
-    jit_compile: str = "auto"
-    protocols: list = dataclasses.field(default_factory=lambda: ["pixel"])
-    protocol_attacks: list | None = None
-    protocol_eps: list | None = None
-    mean: list | None = None
-    std: list | None = None
-    examples_shown: int = 4
-    example_attack: str | None = None
-    plugins: list = dataclasses.field(default_factory=list)
+    eps: list = setting(
+        factory=lambda: [1 / 255, 2 / 255, 4 / 255, 8 / 255],
+        help="radii in units of 1/255, each in (0, 255], comma-separated",
+    )
+    attack_eps: dict = setting(
+        factory=dict,
+        help="radii of one attack instead of --eps, e.g. autoattack=1,2; "
+        "several attacks separated by ';'",
+    )
+    noises: list = setting(
+        factory=lambda: list(NOISES), help="comma-separated, or 'none'"
+    )
+    severities: list = setting(
+        factory=lambda: list(SEVERITIES), help="e.g. 1,5 or 1-5 or 1,3-5"
+    )
+    noise_levels: dict = setting(
+        factory=dict,
+        help="explicit noise parameters beyond the severities, e.g. "
+        "gaussian=0.15,0.2,0.3,0.4 (sigmas); several noises separated by ';'",
+    )
+    test_limit: int = setting(
+        1000,
+        help="the first N test examples (clean accuracy, noise; the study also "
+        "validates on them)",
+    )
+    attack_limit: int | None = setting(
+        None,
+        help="attack only the first N of the --test-limit examples (default: "
+        "all); clean accuracy and noise use all of them",
+    )
+    batch_size: int = setting(128, help="images per batch of the evaluation")
+    seed: int = setting(0, help="seeds the noise and every attack's random draws")
+    noise_source: str = setting(
+        "auto",
+        help="where the CIFAR-10-C noise comes from: auto (the TFDS files for "
+        "cifar10 when present, else generated), tfds or generated",
+    )
+    data_dir: str | None = setting(None, help="TFDS data folder")
+    steps: int = setting(
+        _BUDGET.steps, help="iterations of IFGSM, PGD, MIM and SPSA (C&W runs 10x)"
+    )
+    step_size: float = setting(
+        _BUDGET.step_size, help="step of the iterative attacks, pixel units"
+    )
+    apgd_steps: int = setting(
+        _BUDGET.apgd_steps,
+        help="iterations of APGD-CE and of each APGD-T target (AutoAttack's "
+        "standard: 100)",
+    )
+    target_classes: int = setting(
+        _BUDGET.target_classes,
+        help="target classes of APGD-T (AutoAttack's standard: 9)",
+    )
+    square_queries: int = setting(
+        _BUDGET.square_queries,
+        help="queries of the Square attack (AutoAttack's standard: 5000)",
+    )
+    large_eps: float = setting(
+        64 / 255, help="radius of the gradient-masking check, pixel units"
+    )
+    jit_compile: str = setting(
+        "auto",
+        help="compile the attacks with XLA: auto (as for training: on "
+        "accelerators and on the CPUs where XLA is faster), on or off",
+    )
+    protocols: list = setting(
+        factory=lambda: ["pixel"],
+        help="comma-separated: pixel (the standard threat model), "
+        "authors-2020-06 (the authors' scripts published with the paper), "
+        "authors-2020-08 (their August 2020 update)",
+    )
+    protocol_attacks: list | None = setting(
+        None,
+        help="the attacks of the authors' protocols, from fgsm, ifgsm, pgd "
+        "(default: --attacks)",
+    )
+    protocol_eps: list | None = setting(
+        None,
+        help="the stated radii of the authors' protocols in units of 1/255 "
+        "(default: --eps)",
+    )
+    mean: list | None = setting(
+        None,
+        help="per-channel mean in pixel units, comma-separated, for the "
+        "authors' protocols on a model without a Normalization layer on its "
+        "input",
+    )
+    std: list | None = setting(None, help="the same for the std")
+    examples_shown: int = setting(4, help="images kept for the picture grid")
+    example_attack: str | None = setting(
+        None, help="the attack whose images the grid shows (default: PGD)"
+    )
+    plugins: list = setting(
+        factory=list,
+        help="comma-separated modules to import first: they register attacks "
+        "of your own (keras_damped.robustness.register_attack)",
+    )
 
     def validate(self):
         """A new config with every setting checked and normalised (sorted

@@ -3,11 +3,14 @@
 import dataclasses
 import json
 
+from keras_damped._fields import setting
 from keras_damped.robustness.config import EvalConfig
 from keras_damped.training.config import TrainConfig
 from keras_damped.validators import non_negative_int
 from keras_damped.validators import optional_positive_int
 
+# The training seeds of a study unless told otherwise.
+SEEDS = (0, 1, 2)
 # Bumped when what a study folder holds changes meaning: 2 nests the
 # training and evaluation settings (TrainConfig, EvalConfig); format 1 (flat)
 # folders are read and resumed.
@@ -52,7 +55,7 @@ class StudyConfig:
     `evaluation` is the `EvalConfig` of every run's evaluation (radii in
     pixel units). `baseline` is the model the differences are taken
     against (default: the first); `threads` the number of TensorFlow
-    threads of each run (None: TensorFlow's default): a CPU run's numbers
+    threads of each run (1; None: TensorFlow's default): a CPU run's numbers
     depend on it, so runs compared digit for digit share it. `landscape`
     adds the input-space loss landscape of every run (`LANDSCAPE`).
     `compare_with` is the folder of another study of the same models at
@@ -60,17 +63,34 @@ class StudyConfig:
     damping changes between the two (`keras_damped.study.depth_table`).
     """
 
-    models: list
-    seeds: list
-    out: str
+    models: list = setting(help="presets; repeat or comma-separate")
+    seeds: list = setting(help="comma-separated integers, the training seeds")
+    out: str = setting(help="the study folder")
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     evaluation: EvalConfig = dataclasses.field(
-        default_factory=lambda: EvalConfig(dataset="fashion_mnist")
+        default_factory=lambda: EvalConfig(
+            dataset="fashion_mnist", attacks=["fgsm", "pgd"]
+        )
     )
-    baseline: str | None = None
-    threads: int | None = None
-    landscape: bool = False
-    compare_with: str | None = None
+    baseline: str | None = setting(
+        None, help="the model differences are taken against (default: the first)"
+    )
+    threads: int | None = setting(
+        1,
+        help="TensorFlow threads per run (independent runs use the cores "
+        "better than one run does; a run's numbers depend on it)",
+    )
+    landscape: bool = setting(
+        False,
+        help="also the input-space loss landscape of every run "
+        "(OUT/landscape.json, plots/landscape_1d.png)",
+    )
+    compare_with: str | None = setting(
+        None,
+        help="another study's folder, of the same kinds of model at another "
+        "depth: study.md then shows how the effect of damping changes between "
+        "them",
+    )
 
     def __post_init__(self):
         if self.baseline is None and self.models:

@@ -7,7 +7,7 @@
 # files (TFDS cifar10_corrupted) and FGSM, IFGSM and PGD-20 in pixel space;
 # three seeds per model. Needs the TFDS CIFAR-10 data and, realistically, a GPU.
 CIFAR10_PAPER = (
-    "keras-damped study --models resnet110,in_resnet110,lambda_in_resnet110 "
+    "keras-damped study --model resnet110,in_resnet110,lambda_in_resnet110 "
     "--seeds 0,1,2 --dataset cifar10 --epochs 160 --schedule paper "
     "--augment paper --attacks fgsm,ifgsm,pgd --eps 1,2,4,8 "
     "--noises gaussian,shot,impulse,speckle --severities 1-5 --test-limit 10000 "

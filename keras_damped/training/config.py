@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 
+from keras_damped._fields import setting
 from keras_damped.data.pipeline import AUGMENTATIONS
 from keras_damped.training.schedules import SCHEDULES
 from keras_damped.validators import choice
@@ -38,26 +39,52 @@ class TrainConfig:
     stores it as `limit`.
     """
 
-    model: str = "in_resnet20"
-    dataset: str = "fashion_mnist"
-    run_dir: str = "runs/train"
-    epochs: int = 160
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    decay_damping: bool = True
-    schedule: str = "paper"
-    augment: str | None = "paper"
-    jit_compile: str = "auto"
-    precision: str = "float32"
-    seed: int = 0
-    train_limit: int | None = None
-    test_limit: int | None = None
-    validation_split: float = 0.0
-    distribute: str = "none"
-    data_dir: str | None = None
-    verbose: int = 1
+    model: str = setting(
+        "in_resnet20", help="preset name (see `keras-damped models`) or a .keras file"
+    )
+    dataset: str = setting("fashion_mnist", help="cifar10, cifar100 or fashion_mnist")
+    run_dir: str = setting("runs/train", help="the run folder to write")
+    epochs: int = setting(160, help="passes over the training set")
+    batch_size: int = setting(128, help="global batch size (split across replicas)")
+    lr: float = setting(0.1, help="initial learning rate")
+    momentum: float = setting(0.9, help="SGD momentum")
+    weight_decay: float = setting(
+        1e-4, help="coupled L2 decay, as the reference's PyTorch SGD"
+    )
+    decay_damping: bool = setting(
+        True, help="apply weight decay to the damping weights too"
+    )
+    schedule: str = setting("paper", help="learning-rate schedule")
+    augment: str | None = setting("paper", help="paper, standard or none")
+    jit_compile: str = setting(
+        "auto",
+        help="compile with XLA: auto (on accelerators and on the CPUs where XLA "
+        "is faster), on or off",
+    )
+    precision: str = setting(
+        "float32", help="float32, mixed_bfloat16, mixed_float16 or auto"
+    )
+    seed: int = setting(
+        0, help="seeds the weights, the data order and the augmentation"
+    )
+    train_limit: int | None = setting(
+        None, help="train on the first N training examples (default: all)"
+    )
+    test_limit: int | None = setting(
+        None, help="validate on the first N test examples (default: all)"
+    )
+    validation_split: float = setting(
+        0.0,
+        help="hold out this fraction of the training set instead of validating "
+        "on the test split",
+    )
+    distribute: str = setting(
+        "none", help="none, mirrored (the local devices) or multi_worker (TF_CONFIG)"
+    )
+    data_dir: str | None = setting(None, help="TFDS data folder")
+    verbose: int = setting(
+        1, help="Keras progress: 0 silent, 1 bar, 2 a line per epoch"
+    )
 
     def validate(self):
         """Raises ValueError naming the first bad setting and its valid choices."""

@@ -243,7 +243,7 @@ def _check_run_dir(config, resume, overwrite):
         raise RunDirExistsError(
             f"{config.run_dir} holds a run with other settings {changed} "
             "(stored, requested); it cannot be resumed with these. Use another "
-            "--run-dir, or --overwrite to replace it."
+            "--out, or --overwrite to replace it."
         )
     if resume or (same and not finished and stored == config.to_dict()):
         return epochs_done
@@ -251,7 +251,7 @@ def _check_run_dir(config, resume, overwrite):
         f"{config.run_dir} already holds a "
         f"{'finished' if finished else 'different'} run; nothing was changed. "
         "Pass --resume to continue it, --overwrite to replace it, or choose "
-        "another --run-dir."
+        "another --out."
     )
 
 

@@ -1,0 +1,60 @@
+"""`keras-damped evaluate`: models side by side under noise and attacks."""
+
+from keras_damped.cli._configs import add_robustness_options
+from keras_damped.cli._configs import eval_config
+from keras_damped.cli._options import HELP_FORMAT
+from keras_damped.cli._options import add_setting
+from keras_damped.cli._options import number_list
+from keras_damped.cli._options import split_all
+
+
+def add_parser(sub):
+    from keras_damped.robustness.config import EvalConfig
+    from keras_damped.training.config import JIT_CHOICES
+
+    parser = sub.add_parser(
+        "evaluate",
+        formatter_class=HELP_FORMAT,
+        help="robustness of one or several models: noise and adversarial attacks",
+        description="Evaluate models side by side on the same examples, noise "
+        "draws and attack seeds. Writes OUT/report.json, report.md, plots/ and "
+        "tb/.",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="a .keras file; repeat (or comma-separate) for several models",
+    )
+    add_setting(parser, EvalConfig, "dataset")
+    add_robustness_options(parser, EvalConfig())
+    add_setting(parser, EvalConfig, "jit_compile", choices=JIT_CHOICES)
+    add_setting(parser, EvalConfig, "mean")
+    add_setting(parser, EvalConfig, "std")
+    parser.add_argument("--out", required=True, help="the output folder")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the results in OUT"
+    )
+    parser.set_defaults(run=run)
+
+
+def config(args):
+    """The validated `EvalConfig`."""
+    return eval_config(
+        args,
+        mean=None if args.mean is None else number_list(args.mean, "--mean"),
+        std=None if args.std is None else number_list(args.std, "--std"),
+    )
+
+
+def run(args):
+    from keras_damped._staging import check_out_dir
+    from keras_damped.robustness import evaluate
+
+    settings = config(args)
+    check_out_dir(args.out, args.overwrite)
+    report = evaluate(split_all(args.model), settings)
+    out = report.save(args.out, overwrite=args.overwrite)
+    print(report.to_markdown())
+    print(f"Wrote {out}/report.json, report.md and plots/*.png.")
+    print(f"TensorBoard: tensorboard --logdir {out}/tb")
