@@ -33,11 +33,12 @@ BUILT_IN = (
     "apgd_ce",
     "apgd_t",
     "square",
+    "fab_t",
     "autoattack",
 )
 # Attacks with random draws (a start, directions, squares) and those without.
 RANDOM = ("pgd", "spsa", "apgd_ce", "apgd_t", "square", "autoattack")
-DETERMINISTIC = ("fgsm", "ifgsm", "mim")
+DETERMINISTIC = ("fgsm", "ifgsm", "mim", "fab_t")
 SMALL = Budget(steps=3, apgd_steps=3, target_classes=2, square_queries=10)
 
 

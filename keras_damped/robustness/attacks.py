@@ -417,6 +417,33 @@ class Square(_AutoAttackFamily):
     budget_fields = ("square_queries",)
 
 
+class FABT(Attack):
+    """FAB-T, the targeted fast adaptive boundary attack (L-infinity), as in
+    AutoAttack's standard version (`keras_damped.robustness.fab`): one run
+    per target, `target_classes` targets, `apgd_steps` iterations each
+    (AutoAttack's iteration budget, 100 in the standard version); no
+    random start, so the seed plays no part."""
+
+    budget_fields = ("apgd_steps", "target_classes")
+    label = "FAB-T"
+
+    def cost(self):
+        # A gradient and a forward pass per iteration and target.
+        return 4 * self.budget.apgd_steps * self.budget.target_classes
+
+    def __call__(self, x, y, eps, seed=(0, 0)):
+        from keras_damped.robustness.fab import FABTargeted
+
+        fab = FABTargeted(
+            self.model_fn,
+            norm=self.norm,
+            iterations=self.budget.apgd_steps,
+            targets=self.budget.target_classes,
+        )
+        x_adv, robust = fab.run(np.asarray(x, np.float32), np.asarray(y), float(eps))
+        return AttackResult(x_adv, robust)
+
+
 class AutoAttack(_AutoAttackFamily):
     """AutoAttack's standard sequence: APGD-CE, APGD-T, Square."""
 
@@ -435,6 +462,7 @@ for _name, _cls in (
     ("apgd_ce", APGDCE),
     ("apgd_t", APGDT),
     ("square", Square),
+    ("fab_t", FABT),
     ("autoattack", AutoAttack),
 ):
     register_attack(_name, _cls)

@@ -75,8 +75,8 @@ class EvalConfig:
     attacks: list = setting(
         factory=lambda: ["fgsm", "ifgsm", "pgd"],
         help="comma-separated registered attacks: fgsm, ifgsm, pgd, mim, cw_l2, "
-        "spsa, apgd_ce, apgd_t, square, autoattack (APGD-CE, APGD-T, Square in "
-        "sequence), your own (see --import); 'all' for every attack, 'none' "
+        "spsa, apgd_ce, apgd_t, square, fab_t, autoattack (APGD-CE, APGD-T, "
+        "Square in sequence), your own (see --import); 'all' for every attack, 'none' "
         "for no attack",
     )
     eps: list = setting(
