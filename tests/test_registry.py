@@ -21,6 +21,7 @@ from keras_damped.robustness import parse_attacks
 from keras_damped.robustness import register_attack
 from keras_damped.robustness import unregister_attack
 from keras_damped.robustness.protocols import protocol_attack_name
+from keras_damped.robustness.registry import compiled
 
 PLUGINS = os.path.join(os.path.dirname(__file__), "plugins")
 BUILT_IN = (
@@ -224,9 +225,36 @@ def test_the_graph_cache_keeps_xla_and_graph_mode_apart(dense, name):
         make_attack(name, fn, Budget(steps=1, jit_compile=jit)).perturb(
             tf.constant(x), tf.constant(y), 8 / 255, (0, 0)
         )
-    graphs = fn._keras_damped_graphs.items()
+    graphs = fn.graphs.items()
     modes = {g._jit_compile for key, g in graphs if name in str(key).lower()}
     assert modes == {False, True}
+
+
+def test_graphs_live_with_the_model_function_or_the_attack_never_elsewhere(dense):
+    """`logits_fn`'s ModelLogits holds the graphs every attack on the model
+    shares; a plain function gets none set on it: the attack keeps its
+    own, traced once for all its calls."""
+    model, x, y = dense
+    shared = logits_fn(model)
+    assert logits_fn(model) is shared
+    for _ in range(2):
+        make_attack("pgd", shared, Budget(steps=1)).perturb(
+            tf.constant(x), tf.constant(y), 8 / 255, (0, 0)
+        )
+    # Two attack instances, one graph traced once, found again, not rebuilt.
+    pgd = shared.graphs[("PGD", 1, False)]
+    assert pgd.experimental_get_tracing_count() == 1
+    assert compiled(shared, ("PGD", 1, False), lambda: pytest.fail("rebuilt")) is pgd
+
+    def plain(v):
+        return model(v)
+
+    attack = make_attack("pgd", plain, Budget(steps=1))
+    for seed in ((0, 0), (0, 1)):
+        attack.perturb(tf.constant(x), tf.constant(y), 8 / 255, seed)
+    ((key, graph),) = attack.graphs.items()
+    assert graph.experimental_get_tracing_count() == 1
+    assert not hasattr(plain, "graphs") and vars(plain) == {}
 
 
 class _Darken(Attack):

@@ -6,16 +6,30 @@ import keras
 from keras_damped.models.inspect import model_input
 
 
-def logits_fn(model):
-    """`x -> float32 logits` of a Keras model; see `_logits_fn`.
+class ModelLogits:
+    """`x -> float32 logits` of one Keras model, with the graphs compiled on it.
 
-    One function per model, kept on the model (a cycle the garbage
-    collector frees with it), so that its compiled attack graphs, which are
-    kept on the function, serve every evaluation of the model.
+    `graphs` maps a computation's key (the attack, its budget, XLA or not)
+    to the compiled function the attacks built for this model
+    (`keras_damped.robustness.registry.compiled`): every attack and every
+    evaluation of the model shares them instead of tracing again.
     """
+
+    def __init__(self, fn):
+        self._fn = fn
+        self.graphs = {}
+
+    def __call__(self, x):
+        return self._fn(x)
+
+
+def logits_fn(model):
+    """The `ModelLogits` of a Keras model (see `_logits_fn`): one per model,
+    kept on the model (a cycle the garbage collector frees with it), so that
+    its compiled graphs serve every evaluation of the model."""
     fn = getattr(model, "_keras_damped_logits", None)
     if fn is None:
-        fn = _logits_fn(model)
+        fn = ModelLogits(_logits_fn(model))
         object.__setattr__(model, "_keras_damped_logits", fn)
     return fn
 

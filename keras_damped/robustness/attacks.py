@@ -129,6 +129,7 @@ class FGSM(Attack):
                 input_signature=_signature(x, _SCALAR),
                 jit_compile=self.budget.jit_compile,
             ),
+            self.graphs,
         )
         return graph(x, y, tf.constant(eps, tf.float32))
 
@@ -175,6 +176,7 @@ class IFGSM(Attack):
                 input_signature=_signature(x, _SCALAR, _SCALAR, _SEED),
                 jit_compile=self.budget.jit_compile,
             ),
+            self.graphs,
         )
         step = min(self.budget.step_size, eps)
         return graph(
@@ -235,6 +237,7 @@ class MIM(Attack):
                 input_signature=_signature(x, _SCALAR, _SCALAR),
                 jit_compile=self.budget.jit_compile,
             ),
+            self.graphs,
         )
         step = min(self.budget.step_size, eps)
         return graph(x, y, tf.constant(eps, tf.float32), tf.constant(step, tf.float32))
@@ -305,6 +308,7 @@ class SPSA(Attack):
                 input_signature=_signature(x, _SCALAR, _SEED),
                 jit_compile=self.budget.jit_compile,
             ),
+            self.graphs,
         )
         eps = tf.constant(eps, tf.float32)
         base = tf.constant(seed, tf.int64)
@@ -380,6 +384,7 @@ class _AutoAttackFamily(Attack):
                 square_queries=b.square_queries,
                 target_classes=b.target_classes,
             ),
+            self.graphs,
         )
 
     def __call__(self, x, y, eps, seed=(0, 0)):

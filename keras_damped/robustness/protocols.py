@@ -225,7 +225,7 @@ class AuthorsAttack(Attack):
             )
 
         # One graph per model and dtype (evaluate() feeds float32).
-        graph = compiled(model_fn, ("authors", dtype.name), build)
+        graph = compiled(model_fn, ("authors", dtype.name), build, self.graphs)
         return graph(
             x,
             tf.cast(y, tf.int32),

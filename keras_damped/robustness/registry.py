@@ -26,6 +26,7 @@ import importlib
 
 import numpy as np
 
+from keras_damped.models.logits import ModelLogits
 from keras_damped.robustness import standard
 from keras_damped.validators import finite_number
 from keras_damped.validators import positive_int
@@ -33,20 +34,18 @@ from keras_damped.validators import positive_int
 NORMS = ("linf", "l2")
 
 
-def compiled(model_fn, key, build):
-    """The graph `key` of `model_fn`, built by `build()` on first use.
+def compiled(model_fn, key, build, graphs=None):
+    """The graph `key` on `model_fn`, built by `build()` on first use.
 
-    One graph per model and computation, shared by every attack instance on
-    that model (no retracing per instance). The graphs are kept on the
-    function itself, so they go with it; a callable that takes no
-    attributes (a bound method) gets a fresh graph each time.
+    Kept in `model_fn.graphs` when `model_fn` is a `ModelLogits` (what
+    `logits_fn` returns: every attack and evaluation of that model shares
+    it, no retracing per instance), else in `graphs`, a dict the caller
+    owns (an attack's own); with neither, built anew.
     """
-    graphs = getattr(model_fn, "_keras_damped_graphs", None)
+    if isinstance(model_fn, ModelLogits):
+        graphs = model_fn.graphs
     if graphs is None:
-        try:
-            model_fn._keras_damped_graphs = graphs = {}
-        except AttributeError:
-            return build()
+        return build()
     if key not in graphs:
         graphs[key] = build()
     return graphs[key]
@@ -149,6 +148,8 @@ class Attack:
         self.model_fn = model_fn
         self.budget = budget or Budget()
         self.context = context or AttackContext()
+        # Graphs compiled for a `model_fn` that is not a `ModelLogits`.
+        self.graphs = {}
 
     def perturb(self, x, y, eps, seed):
         raise NotImplementedError(
@@ -173,6 +174,7 @@ class Attack:
                 lambda v: tf.argmax(model_fn(v), -1, output_type=tf.int32),
                 input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32)],
             ),
+            self.graphs,
         )
         return graph(tf.convert_to_tensor(x, tf.float32)).numpy()
 
