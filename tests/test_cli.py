@@ -74,10 +74,10 @@ def test_evaluate_command_writes_the_run_folder_and_keeps_it(
     argv += ["--target-classes", "2", "--square-queries", "5", "--out", str(out)]
     assert run(argv) == 0
     printed = capsys.readouterr().out
-    assert "| FGSM 1 | FGSM 2 | AUTOATTACK 2 | WORST 1 | WORST 2 |" in printed
+    assert "| FGSM 1 | FGSM 2 | AUTOATTACK (reduced) 2 | WORST 1 | WORST 2 |" in printed
     assert (
-        "Budgets: AUTOATTACK: APGD 3 iterations, 2 target classes, Square 5 queries."
-        in printed
+        "Budgets: AUTOATTACK (reduced): APGD 3 iterations, 2 target classes, "
+        "Square 5 queries." in printed
     )
     assert f"tensorboard --logdir {out}/tb" in printed
     data = json.loads((out / "report.json").read_text())

@@ -21,6 +21,7 @@ from keras_damped.robustness import parse_attacks
 from keras_damped.robustness import register_attack
 from keras_damped.robustness import unregister_attack
 from keras_damped.robustness.protocols import protocol_attack_name
+from keras_damped.robustness.registry import attack_spec
 from keras_damped.robustness.registry import compiled
 
 PLUGINS = os.path.join(os.path.dirname(__file__), "plugins")
@@ -75,15 +76,15 @@ def test_every_attack_is_built_by_name_and_returns_images_and_masks(dense):
             # Robust means still correct (AutoAttack's family: and correct
             # clean, which its masks start from).
             after = np.argmax(model(result.x_adv).numpy(), -1) == y[:4]
-            if name in ("apgd_ce", "apgd_t", "square", "autoattack"):
+            if name in ("apgd_ce", "apgd_t", "fab_t", "square", "autoattack"):
                 after &= predicted[:4] == y[:4]
             assert result.robust.tolist() == after.tolist(), name
         assert (result.stages is not None) == (name == "autoattack"), name
     stages = make_attack("autoattack", fn, SMALL)(x, y, 8 / 255).stages
-    assert list(stages) == ["apgd_ce", "apgd_t", "square"]
-    assert np.all(stages["square"] <= stages["apgd_t"]) and np.all(
-        stages["apgd_t"] <= stages["apgd_ce"]
-    )  # cumulative: robust after a stage only if robust after the earlier ones
+    assert list(stages) == ["apgd_ce", "apgd_t", "fab_t", "square"]
+    # Cumulative: robust after a stage only if robust after the earlier ones.
+    for later, earlier in zip(list(stages)[1:], stages):
+        assert np.all(stages[later] <= stages[earlier]), later
     # The authors' protocol variants are registered, not listed.
     assert protocol_attack_name("authors-2020-06", "pgd") in attack_names(False)
     assert protocol_attack_name("authors-2020-06", "pgd") not in attack_names()
@@ -334,6 +335,7 @@ def test_a_registered_attack_appears_in_reports_plots_and_a_study(
     assert entry["attacks"]["darken"] == expected
     assert saved["settings"]["attack_specs"]["darken"] == {
         "label": "DARKEN",
+        "version": None,
         "norm": "linf",
         "gradient": False,
         "stages": None,
@@ -426,3 +428,13 @@ def test_two_evaluations_give_the_same_numbers_in_either_order(dense):
     a1, b1 = numbers(first), numbers(second)
     b2, a2 = numbers(second), numbers(first)
     assert a1 == a2 and b1 == b2
+
+
+def test_autoattack_below_its_standard_budget_is_labelled_reduced():
+    standard = attack_spec("autoattack", Budget())
+    assert (standard["label"], standard["version"]) == ("AUTOATTACK", "standard")
+    for field in ("apgd_steps", "target_classes", "square_queries"):
+        less = Budget(**{field: getattr(Budget(), field) - 1})
+        spec = attack_spec("autoattack", less)
+        assert (spec["label"], spec["version"]) == ("AUTOATTACK (reduced)", "reduced")
+    assert attack_spec("pgd", Budget(steps=3))["version"] is None  # no standard

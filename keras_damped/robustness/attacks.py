@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_damped.models.logits import logits_fn  # noqa: F401 (its old home)
+from keras_damped.robustness import standard
 from keras_damped.robustness.autoattack import STAGES
 from keras_damped.robustness.autoattack import AutoAttackRunner
 from keras_damped.robustness.registry import Attack
@@ -359,7 +360,7 @@ class SPSA(Attack):
 
 
 class _AutoAttackFamily(Attack):
-    """APGD-CE, APGD-T, Square or AutoAttack (`stages` in sequence, each on
+    """APGD-CE, APGD-T, FAB-T, Square or AutoAttack (`stages` in sequence, each on
     what the earlier ones left), on one shared compiled runner per model."""
 
     def cost(self):
@@ -367,6 +368,7 @@ class _AutoAttackFamily(Attack):
         per_stage = {
             "apgd_ce": 3 * b.apgd_steps,
             "apgd_t": 3 * b.apgd_steps * b.target_classes,
+            "fab_t": 4 * b.apgd_steps * b.target_classes,
             "square": b.square_queries,
         }
         return sum(per_stage[stage] for stage in self.stages)
@@ -422,37 +424,28 @@ class Square(_AutoAttackFamily):
     budget_fields = ("square_queries",)
 
 
-class FABT(Attack):
-    """FAB-T, the targeted fast adaptive boundary attack (L-infinity), as in
-    AutoAttack's standard version (`keras_damped.robustness.fab`): one run
-    per target, `target_classes` targets, `apgd_steps` iterations each
-    (AutoAttack's iteration budget, 100 in the standard version); no
-    random start, so the seed plays no part."""
+class FABT(_AutoAttackFamily):
+    """FAB-T, the targeted fast adaptive boundary attack (L-infinity,
+    `keras_damped.robustness.fab`): one run per target, `target_classes`
+    targets, `apgd_steps` iterations each (AutoAttack's iteration budget, 100
+    in the standard version); no random start."""
 
+    stages = ("fab_t",)
     budget_fields = ("apgd_steps", "target_classes")
     label = "FAB-T"
 
-    def cost(self):
-        # A gradient and a forward pass per iteration and target.
-        return 4 * self.budget.apgd_steps * self.budget.target_classes
-
-    def __call__(self, x, y, eps, seed=(0, 0)):
-        from keras_damped.robustness.fab import FABTargeted
-
-        fab = FABTargeted(
-            self.model_fn,
-            norm=self.norm,
-            iterations=self.budget.apgd_steps,
-            targets=self.budget.target_classes,
-        )
-        x_adv, robust = fab.run(np.asarray(x, np.float32), np.asarray(y), float(eps))
-        return AttackResult(x_adv, robust)
-
 
 class AutoAttack(_AutoAttackFamily):
-    """AutoAttack's standard sequence: APGD-CE, APGD-T, Square."""
+    """AutoAttack: APGD-CE, APGD-T, FAB-T and Square, each on what the ones
+    before left; at `standard_budget` the official standard version, with
+    less labelled "(reduced)" wherever its numbers appear."""
 
     min_classes = 4
+    standard_budget = {
+        "apgd_steps": standard.APGD_STEPS,
+        "target_classes": standard.TARGET_CLASSES,
+        "square_queries": standard.SQUARE_QUERIES,
+    }
     budget_fields = ("apgd_steps", "target_classes", "square_queries")
     not_weaker_than = ("pgd",)
 

@@ -1,4 +1,5 @@
-"""AutoAttack (Croce & Hein, ICML 2020): APGD-CE, targeted APGD-DLR, Square.
+"""AutoAttack (Croce & Hein, ICML 2020): APGD-CE, targeted APGD-DLR, FAB-T,
+Square.
 
 Written here rather than taken from a library (see `docs/ATTACKS.md`): the
 Adversarial Robustness Toolbox's APGD works through numpy and a Python loop
@@ -19,6 +20,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_damped.robustness.fab import FABTargeted
 from keras_damped.robustness.standard import APGD_STEPS
 from keras_damped.robustness.standard import RESTARTS
 from keras_damped.robustness.standard import SQUARE_P_INIT
@@ -28,7 +30,10 @@ from keras_damped.robustness.standard import TARGET_CLASSES
 MOMENTUM = 0.75  # APGD's alpha
 RHO = 0.75  # APGD's oscillation threshold
 DLR_EPS = 1e-12
-STAGES = ("apgd_ce", "apgd_t", "square")
+STAGES = ("apgd_ce", "apgd_t", "fab_t", "square")
+# Each stage's own random stream (`_seed_stage`), fixed per name: a stage
+# added later takes a new slot, so the others keep drawing what they drew.
+SEED_SLOTS = {"apgd_ce": 0, "apgd_t": 1, "square": 2, "fab_t": 3}
 # APGD's per-example state: images and numbers.
 APGD_IMAGES = ("x", "x_adv", "x_old", "grad", "x_best", "grad_best")
 APGD_VECTORS = ("loss_best", "loss_prev", "loss_at_check", "increases", "step")
@@ -152,6 +157,10 @@ class AutoAttackRunner:
         self.square_queries = square_queries
         self.target_classes = target_classes
         self.restarts = restarts
+        # FAB-T: AutoAttack's iteration budget and targets; it draws nothing.
+        self.fab = FABTargeted(
+            model_fn, "linf", iterations=apgd_steps, targets=target_classes
+        )
         # Reset from the call's seed before each stage (`_seed_stage`).
         self.generator = tf.random.Generator.from_seed(0)
         self._image_shape = None
@@ -351,6 +360,14 @@ class AutoAttackRunner:
             fooled[todo[hit]] = True
         return out, fooled
 
+    # -- FAB-T --------------------------------------------------------------
+
+    def fab_targeted(self, x, y, eps):
+        """FAB-T (`keras_damped.robustness.fab`) on examples the model gets
+        right: `(x_adv, fooled)`."""
+        x_adv, robust = self.fab.run(x, y, eps)
+        return x_adv, ~robust
+
     # -- Square -------------------------------------------------------------
 
     def _square(self, x, x_best, margin_best, y, eps, size):
@@ -442,7 +459,7 @@ class AutoAttackRunner:
         """Restarts the draws from `seed` (an integer or a pair of them) and
         the stage's place in `STAGES`: one Philox key per pair and stage."""
         pair = tf.constant((seed, 0) if np.ndim(seed) == 0 else seed, tf.int64)
-        folded = tf.random.experimental.stateless_fold_in(pair, STAGES.index(stage))
+        folded = tf.random.experimental.stateless_fold_in(pair, SEED_SLOTS[stage])
         key = tf.random.stateless_uniform([], folded, None, None, tf.int64)
         self.generator.reset_from_key_counter(int(key) & (2**63 - 1), [0, 0])
 
@@ -470,6 +487,7 @@ class AutoAttackRunner:
         attacks = {
             "apgd_ce": lambda a, b: self.apgd_with_restarts(a, b, eps, "ce"),
             "apgd_t": lambda a, b: self.apgd_targeted(a, b, eps),
+            "fab_t": lambda a, b: self.fab_targeted(a, b, eps),
             "square": lambda a, b: self.square(a, b, eps),
         }
         for stage in stages:

@@ -75,9 +75,9 @@ class EvalConfig:
     attacks: list = setting(
         factory=lambda: ["fgsm", "ifgsm", "pgd"],
         help="comma-separated registered attacks: fgsm, ifgsm, pgd, mim, cw_l2, "
-        "spsa, apgd_ce, apgd_t, square, fab_t, autoattack (APGD-CE, APGD-T, "
-        "Square in sequence), your own (see --import); 'all' for every attack, 'none' "
-        "for no attack",
+        "spsa, apgd_ce, apgd_t, fab_t, square, autoattack (APGD-CE, APGD-T, "
+        "FAB-T, Square in sequence), your own (see --import); 'all' for every "
+        "attack, 'none' for no attack",
     )
     eps: list = setting(
         factory=lambda: [1 / 255, 2 / 255, 4 / 255, 8 / 255],

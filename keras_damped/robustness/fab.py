@@ -167,58 +167,84 @@ class FABTargeted:
         where a misclassified point within eps was found."""
         from keras import ops
 
-        from keras_damped.robustness.gradients import value_and_gradient
-
-        count = len(x)
-        shape = x.shape
+        count, shape = len(x), x.shape
         x0 = x.reshape(count, -1)
         x1 = x0.copy()
         adv = x0.copy()
         best = np.full(count, np.inf, np.float32)
         active = np.arange(count)
+        step = self._compiled_step()
         for _ in range(self.iterations):
             if len(active) == 0:
                 break
-            y_a, t_a = y[active], target[active]
-
-            def margin(z, y_a=y_a, t_a=t_a):
-                logits = self.model_fn(z)
-                pick = ops.take_along_axis
-                return (
-                    pick(logits, ops.convert_to_tensor(t_a[:, None]), axis=-1)
-                    - pick(logits, ops.convert_to_tensor(y_a[:, None]), axis=-1)
-                )[:, 0]
-
-            images = ops.convert_to_tensor(x1[active].reshape(-1, *shape[1:]))
-            f, g = value_and_gradient(margin, images)
-            self.forward_passes += len(active)
-            w = ops.reshape(ops.cast(g, "float32"), (len(active), -1))
-            current = ops.convert_to_tensor(x1[active])
-            b = ops.sum(w * current, axis=-1) - ops.cast(f, "float32")
-            origin = ops.convert_to_tensor(x0[active])
-            both = project(
-                ops.concatenate([current, origin], 0),
-                ops.concatenate([w, w], 0),
-                ops.concatenate([b, b], 0),
-                self.norm,
+            moved, predicted, dist = (
+                ops.convert_to_numpy(v)
+                for v in step(
+                    ops.convert_to_tensor(x1[active].reshape(-1, *shape[1:])),
+                    ops.convert_to_tensor(x0[active]),
+                    ops.convert_to_tensor(y[active].astype("int32")),
+                    ops.convert_to_tensor(target[active].astype("int32")),
+                )
             )
-            d1, d2 = both[: len(active)], both[len(active) :]
-            a = ops.maximum(distance(both, self.norm), 1e-8)
-            a1, a2 = a[: len(active)], a[len(active) :]
-            alpha = ops.clip(a1 / (a1 + a2), 0.0, self.alpha_max)[:, None]
-            moved = (current + self.eta * d1) * (1.0 - alpha) + (
-                origin + self.eta * d2
-            ) * alpha
-            moved = ops.convert_to_numpy(ops.clip(moved, 0.0, 1.0))
-            fooled = self._logits(moved.reshape(-1, *shape[1:])).argmax(-1) != y_a
-            dist = ops.convert_to_numpy(
-                distance(ops.convert_to_tensor(moved - x0[active]), self.norm)
-            )
+            # A gradient (one pass forward and back) and a forward pass.
+            self.forward_passes += 2 * len(active)
+            fooled = predicted != y[active]
             closer = fooled & (dist < best[active])
             adv[active[closer]] = moved[closer]
             best[active[closer]] = dist[closer]
             back = x0[active] + (moved - x0[active]) * self.beta
             x1[active] = np.where(fooled[:, None], back, moved)
             active = active[best[active] > eps]
-        hit = best <= eps
-        return adv.reshape(shape), hit
+        return adv.reshape(shape), best <= eps
+
+    def _compiled_step(self):
+        """`_step`, traced once by TensorFlow (for any batch size) on that
+        backend; as it is on the others."""
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            return self._step
+        if not hasattr(self, "_traced"):
+            import tensorflow as tf
+
+            self._traced = tf.function(self._step, reduce_retracing=True)
+        return self._traced
+
+    def _step(self, images, origin, y, target):
+        """One FAB iteration on a batch: linearise the target's margin at
+        `images`, project them and `origin` (flattened originals) onto its
+        hyperplane, mix the two steps. Returns the new points (flattened),
+        their predicted labels and their distances to the originals."""
+        from keras import ops
+
+        from keras_damped.robustness.gradients import value_and_gradient
+
+        def margin(z):
+            logits = self.model_fn(z)
+            pick = ops.take_along_axis
+            return (pick(logits, target[:, None], -1) - pick(logits, y[:, None], -1))[
+                :, 0
+            ]
+
+        count = ops.shape(origin)[0]
+        f, g = value_and_gradient(margin, images)
+        w = ops.reshape(ops.cast(g, "float32"), (count, -1))
+        current = ops.reshape(images, (count, -1))
+        b = ops.sum(w * current, axis=-1) - ops.cast(f, "float32")
+        both = project(
+            ops.concatenate([current, origin], 0),
+            ops.concatenate([w, w], 0),
+            ops.concatenate([b, b], 0),
+            self.norm,
+        )
+        d1, d2 = both[:count], both[count:]
+        a = ops.maximum(distance(both, self.norm), 1e-8)
+        alpha = ops.clip(a[:count] / (a[:count] + a[count:]), 0.0, self.alpha_max)
+        alpha = alpha[:, None]
+        moved = (current + self.eta * d1) * (1.0 - alpha) + (
+            origin + self.eta * d2
+        ) * alpha
+        moved = ops.clip(moved, 0.0, 1.0)
+        logits = self.model_fn(ops.reshape(moved, ops.shape(images)))
+        predicted = ops.argmax(logits, axis=-1)
+        return moved, predicted, distance(moved - origin, self.norm)

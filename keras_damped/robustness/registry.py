@@ -123,6 +123,9 @@ class Attack:
       checks flag it when it is, at a common eps).
     - `example_priority`: the attack with the highest one (the first of
       them) supplies the report's adversarial pictures.
+    - `standard_budget`: `{budget field: value}` of its standard version,
+      if it has one (AutoAttack): at another budget its label says
+      "(reduced)" and reports record `version` "reduced".
 
     A report records these per attack (`settings["attack_specs"]`, see
     `attack_spec`); the report, the checks and a study read that record,
@@ -143,6 +146,7 @@ class Attack:
     label = None
     not_weaker_than = ()
     example_priority = 0
+    standard_budget = None
 
     def __init__(self, model_fn, budget=None, context=None):
         self.model_fn = model_fn
@@ -256,13 +260,20 @@ def make_attack(name, model_fn, budget=None, context=None):
 
 def attack_spec(name, budget=None):
     """What a report records of the attack registered as `name`: its
-    `label`, `norm`, `gradient`, `stages` (a sequence's stage names, else
-    None), the `budget` it ran with (only the fields it reads) and the
-    attacks it must not be weaker than."""
+    `label`, `version` ("standard" or "reduced" for an attack with a
+    `standard_budget`, else None), `norm`, `gradient`, `stages` (a
+    sequence's stage names, else None), the `budget` it ran with (only the
+    fields it reads) and the attacks it must not be weaker than."""
     cls = attack_class(name)
     budget = budget or Budget()
+    version = None
+    if cls.standard_budget:
+        standard = all(getattr(budget, k) == v for k, v in cls.standard_budget.items())
+        version = "standard" if standard else "reduced"
+    label = cls.label or name.upper()
     return {
-        "label": cls.label or name.upper(),
+        "label": f"{label} (reduced)" if version == "reduced" else label,
+        "version": version,
         "norm": cls.norm,
         "gradient": cls.gradient,
         "stages": list(cls.stages) if len(cls.stages or ()) > 1 else None,

@@ -40,8 +40,9 @@ LANDSCAPE = {"test_limit": 128, "T": 8 / 255, "points": 33, "points_2d": 11}
 # cached evaluations are redone: 2, `jit_compile` means for the attacks what
 # it means for training (revision 1 compiled every study's attacks with XLA,
 # whatever the setting); 3, each AutoAttack stage draws from the seed and its
-# own name (before, the stages drew one after the other from one stream).
-EVALUATION_REVISION = 3
+# own name (before, the stages drew one after the other from one stream); 4,
+# AutoAttack runs FAB-T between APGD-T and Square (the standard sequence).
+EVALUATION_REVISION = 4
 # What an evaluation's result does not depend on (a cached one stays valid).
 _EVALUATION_IRRELEVANT = ("data_dir", "examples_shown", "example_attack")
 
