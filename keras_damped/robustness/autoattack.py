@@ -457,7 +457,7 @@ class AutoAttackRunner:
 
     def _seed_stage(self, seed, stage):
         """Restarts the draws from `seed` (an integer or a pair of them) and
-        the stage's place in `STAGES`: one Philox key per pair and stage."""
+        the stage's slot in `SEED_SLOTS`: one Philox key per pair and stage."""
         pair = tf.constant((seed, 0) if np.ndim(seed) == 0 else seed, tf.int64)
         folded = tf.random.experimental.stateless_fold_in(pair, SEED_SLOTS[stage])
         key = tf.random.stateless_uniform([], folded, None, None, tf.int64)
