@@ -14,20 +14,6 @@ from keras_damped.cli._options import severity_text
 from keras_damped.cli._options import split
 from keras_damped.cli._options import words
 
-# The training options `train` and `study` share.
-TRAINING = (
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "decay_damping",
-    "schedule",
-    "augment",
-    "jit_compile",
-    "precision",
-    "train_limit",
-)
-
 
 def add_training_options(parser, defaults):
     """TrainConfig's shared options, their defaults from `defaults` (a
@@ -55,8 +41,13 @@ def add_training_options(parser, defaults):
 
 
 def training_settings(args):
-    """TrainConfig's fields from the shared training options."""
-    settings = {name: getattr(args, name) for name in TRAINING}
+    """TrainConfig's fields from the shared training options: what decides
+    what a run trains (`TRAINING_KEYS`) but the dataset and the epochs,
+    which each command takes itself, and the data folder."""
+    from keras_damped.study.config import TRAINING_KEYS
+
+    shared = [k for k in TRAINING_KEYS if k not in ("dataset", "epochs")]
+    settings = {name: getattr(args, name) for name in shared}
     if settings["augment"] in (None, "none"):
         settings["augment"] = None
     settings["data_dir"] = args.data_dir
