@@ -64,6 +64,28 @@ def choice(name, value, choices):
     return value
 
 
+def l2_eps_list(name, values):
+    """L2 radii in pixel units (0.5: the Euclidean length of the whole
+    change), each positive and finite; sorted, duplicates removed."""
+    if isinstance(values, (int, float, np.integer, np.floating)):
+        values = [values]
+    out = []
+    for value in values:
+        ok = (
+            not isinstance(value, bool)
+            and isinstance(value, (int, float, np.integer, np.floating))
+            and math.isfinite(value)
+            and value > 0
+        )
+        if not ok:
+            raise ValueError(
+                f"{name} must be L2 radii, positive finite numbers in pixel units "
+                f"(e.g. 0.5). Received: {name}={value!r}"
+            )
+        out.append(float(value))
+    return sorted(set(out))
+
+
 def eps_list(name, values):
     """L-infinity radii in pixel units (8/255), each in (0, 255/255]; sorted,
     duplicates removed. The message gives the radius in units of 1/255."""

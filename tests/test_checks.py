@@ -29,7 +29,7 @@ def _entry(accuracies):
 
 
 def _sanity(accuracies, max_linf=None, in_range=True, large=None):
-    extremes = {"max_linf": max_linf or {}, "in_range": in_range}
+    extremes = {"max_distance": max_linf or {}, "in_range": in_range}
     return checks.sanity(
         _entry(accuracies), list(accuracies), extremes, large, COUNT, SPECS
     )
@@ -39,7 +39,7 @@ def test_a_clean_result_raises_no_flag():
     result = _sanity(
         {"fgsm": {"2": 0.6, "8": 0.3}, "pgd": {"2": 0.5, "8": 0.1}},
         max_linf={"fgsm": {"2": 2 / 255, "8": 8 / 255}},
-        large={"eps": 64 / 255, "accuracy": 0.0, "max_linf": 64 / 255},
+        large={"eps": 64 / 255, "accuracy": 0.0, "max_distance": 64 / 255},
     )
     assert result["flags"] == []
     assert result["in_ball"] and result["in_range"]
@@ -57,7 +57,7 @@ def test_each_check_fires_with_its_message():
         },
         max_linf={"pgd": {"8": 8 / 255 + 1e-4}},  # outside its ball
         in_range=False,
-        large={"eps": 64 / 255, "accuracy": 0.3, "max_linf": 64 / 255},
+        large={"eps": 64 / 255, "accuracy": 0.3, "max_distance": 64 / 255},
     )
     assert result["flags"] == [
         "adversarial points outside the eps-ball",

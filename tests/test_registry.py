@@ -243,9 +243,12 @@ def test_graphs_live_with_the_model_function_or_the_attack_never_elsewhere(dense
             tf.constant(x), tf.constant(y), 8 / 255, (0, 0)
         )
     # Two attack instances, one graph traced once, found again, not rebuilt.
-    pgd = shared.graphs[("PGD", 1, False)]
+    pgd = shared.graphs[("PGD", "linf", 1, False)]
     assert pgd.experimental_get_tracing_count() == 1
-    assert compiled(shared, ("PGD", 1, False), lambda: pytest.fail("rebuilt")) is pgd
+    assert (
+        compiled(shared, ("PGD", "linf", 1, False), lambda: pytest.fail("rebuilt"))
+        is pgd
+    )
 
     def plain(v):
         return model(v)

@@ -95,8 +95,11 @@ def eval_config(args, **extra):
 
     from keras_damped.robustness import EvalConfig
 
+    # L-infinity radii are written in 1/255, L2 radii as they are.
+    scale = 255 if getattr(args, "norm", "linf") == "linf" else 1
+
     def radii(text, flag):
-        return [e / 255 for e in number_list(text, flag)] if text.strip() else []
+        return [e / scale for e in number_list(text, flag)] if text.strip() else []
 
     # Options named as EvalConfig's fields pass as they are; these need parsing.
     same = {
@@ -106,9 +109,9 @@ def eval_config(args, **extra):
     }
     parsed = {
         "attacks": split(args.attacks),
-        "eps": radii(args.eps, "--eps"),
+        "eps": None if args.eps is None else radii(args.eps, "--eps"),
         "attack_eps": {
-            attack: [e / 255 for e in values]
+            attack: [e / scale for e in values]
             for attack, values in keyed_lists(args.attack_eps, "--attack-eps").items()
         },
         "noises": split(args.noises),

@@ -26,7 +26,10 @@ def add_parser(sub):
         required=True,
         help="a .keras file; repeat (or comma-separate) for several models",
     )
+    from keras_damped.robustness.registry import NORMS
+
     add_setting(parser, EvalConfig, "dataset")
+    add_setting(parser, EvalConfig, "norm", choices=NORMS)
     add_robustness_options(parser, EvalConfig())
     add_setting(parser, EvalConfig, "jit_compile", choices=JIT_CHOICES)
     add_setting(parser, EvalConfig, "mean")

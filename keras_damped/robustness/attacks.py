@@ -1,9 +1,11 @@
 """The built-in attacks (CleverHans and AutoAttack) behind `Attack`.
 
-Every attack takes pixels in [0, 1], a radius `eps` in pixel units (8/255)
-and the true labels (no label leaking: the model's predictions are never
-used as labels); the model normalises internally, so the attacks work in
-pixel space, unlike the reference code, which attacks normalised tensors.
+Every attack takes pixels in [0, 1], a radius `eps` in pixel units (8/255
+in L-infinity, 0.5 in L2: the budget's `norm` says which ball the attacks
+that can run in both use) and the true labels (no label leaking: the
+model's predictions are never used as labels); the model normalises
+internally, so the attacks work in pixel space, unlike the reference code,
+which attacks normalised tensors.
 Random starts come from the explicit seed of each call (stateless draws),
 never from TensorFlow's global seed.
 
@@ -35,6 +37,33 @@ def _signature(x, *extra):
 
 _SCALAR = tf.TensorSpec((), tf.float32)
 _SEED = tf.TensorSpec((2,), tf.int64)
+# CleverHans' name of each norm.
+_ORD = {"linf": np.inf, "l2": 2}
+
+
+def l2_ball_start(x, seed, eps):
+    """Uniform draws from the L2 ball of radius `eps` around the origin, one
+    per example of `x`: a Gaussian direction, scaled to a radius eps *
+    u^(1/d) for d pixels."""
+    axes = list(range(1, x.shape.rank))
+    direction = tf.random.stateless_normal(tf.shape(x), seed)
+    length = tf.sqrt(tf.reduce_sum(tf.square(direction), axis=axes, keepdims=True))
+    direction /= tf.maximum(length, 1e-12)
+    dims = float(np.prod(x.shape[1:]))
+    u = tf.random.stateless_uniform(
+        [tf.shape(x)[0]] + [1] * len(axes),
+        tf.random.experimental.stateless_fold_in(seed, 1),
+    )
+    return direction * eps * u ** (1.0 / dims)
+
+
+def iterative_step(budget, norm, eps):
+    """The step of the iterative attacks: min(step_size, eps) in L-infinity;
+    in L2, 2.5 * eps / steps (Madry et al.'s rule: `step_size` is a pixel
+    change, not an L2 length)."""
+    if norm == "l2":
+        return 2.5 * eps / budget.steps
+    return min(budget.step_size, eps)
 
 
 class _VariableList(list):
@@ -110,21 +139,24 @@ _COMMON = {"clip_min": 0.0, "clip_max": 1.0}
 
 
 class FGSM(Attack):
-    """CleverHans' fast gradient sign method (one step of size eps)."""
+    """CleverHans' fast gradient method: one step of size eps (the gradient's
+    sign in L-infinity, its direction in L2)."""
+
+    norms = ("linf", "l2")
 
     def perturb(self, x, y, eps, seed):
         from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
 
-        model_fn = self.model_fn
+        model_fn, order = self.model_fn, _ORD[self.norm]
 
         def fgsm(x, y, eps):
             return fast_gradient_method(
-                model_fn, x, eps, np.inf, y=y, sanity_checks=False, **_COMMON
+                model_fn, x, eps, order, y=y, sanity_checks=False, **_COMMON
             )
 
         graph = compiled(
             model_fn,
-            ("fgsm", self.budget.jit_compile),
+            ("fgsm", self.norm, self.budget.jit_compile),
             lambda: tf.function(
                 fgsm,
                 input_signature=_signature(x, _SCALAR),
@@ -135,28 +167,31 @@ class FGSM(Attack):
         return graph(x, y, tf.constant(eps, tf.float32))
 
 
-def _projected_steps(model_fn, x, y, eps, step, steps, start):
-    """CleverHans' projected gradient descent (L-infinity, clipped to [0, 1])
-    from `x + start`: its FGM step and `clip_eta` projection, the start
-    given by the caller (zeros for IFGSM, a seeded uniform draw for PGD)."""
+def _projected_steps(model_fn, x, y, eps, step, steps, start, norm="linf"):
+    """CleverHans' projected gradient descent (L-infinity or L2, clipped to
+    [0, 1]) from `x + start`: its FGM step and `clip_eta` projection, the
+    start given by the caller (zeros for IFGSM, a seeded draw from the ball
+    for PGD)."""
     from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
     from cleverhans.tf2.utils import clip_eta
 
-    eta = clip_eta(start, np.inf, eps)
+    order = _ORD[norm]
+    eta = clip_eta(start, order, eps)
     adv_x = tf.clip_by_value(x + eta, 0.0, 1.0)
     for _ in range(steps):
         adv_x = fast_gradient_method(
-            model_fn, adv_x, step, np.inf, y=y, sanity_checks=False, **_COMMON
+            model_fn, adv_x, step, order, y=y, sanity_checks=False, **_COMMON
         )
-        eta = clip_eta(adv_x - x, np.inf, eps)
+        eta = clip_eta(adv_x - x, order, eps)
         adv_x = tf.clip_by_value(x + eta, 0.0, 1.0)
     return adv_x
 
 
 class IFGSM(Attack):
-    """The basic iterative method: `steps` FGSM steps of min(step_size, eps)
-    from the clean image, projected on the eps-ball."""
+    """The basic iterative method: `steps` FGSM steps (`iterative_step`) from
+    the clean image, projected on the eps-ball."""
 
+    norms = ("linf", "l2")
     budget_fields = ("steps", "step_size")
     not_weaker_than = ("fgsm",)
 
@@ -165,13 +200,25 @@ class IFGSM(Attack):
 
     def _graph(self, x, y, eps, step, seed):
         return _projected_steps(
-            self.model_fn, x, y, eps, step, self.budget.steps, tf.zeros_like(x)
+            self.model_fn,
+            x,
+            y,
+            eps,
+            step,
+            self.budget.steps,
+            tf.zeros_like(x),
+            self.norm,
         )
 
     def perturb(self, x, y, eps, seed):
         graph = compiled(
             self.model_fn,
-            (type(self).__name__, self.budget.steps, self.budget.jit_compile),
+            (
+                type(self).__name__,
+                self.norm,
+                self.budget.steps,
+                self.budget.jit_compile,
+            ),
             lambda: tf.function(
                 self._graph,
                 input_signature=_signature(x, _SCALAR, _SCALAR, _SEED),
@@ -179,7 +226,7 @@ class IFGSM(Attack):
             ),
             self.graphs,
         )
-        step = min(self.budget.step_size, eps)
+        step = iterative_step(self.budget, self.norm, eps)
         return graph(
             x,
             y,
@@ -196,15 +243,19 @@ class PGD(IFGSM):
     example_priority = 1
 
     def _graph(self, x, y, eps, step, seed):
-        start = tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps)
+        if self.norm == "l2":
+            start = l2_ball_start(x, seed, eps)
+        else:
+            start = tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps)
         return _projected_steps(
-            self.model_fn, x, y, eps, step, self.budget.steps, start
+            self.model_fn, x, y, eps, step, self.budget.steps, start, self.norm
         )
 
 
 class MIM(Attack):
-    """CleverHans' momentum iterative method (steps of min(step_size, eps))."""
+    """CleverHans' momentum iterative method (steps of `iterative_step`)."""
 
+    norms = ("linf", "l2")
     budget_fields = ("steps", "step_size")
 
     def cost(self):
@@ -215,7 +266,7 @@ class MIM(Attack):
             momentum_iterative_method,
         )
 
-        model_fn, steps = self.model_fn, self.budget.steps
+        model_fn, steps, order = self.model_fn, self.budget.steps, _ORD[self.norm]
 
         def mim(x, y, eps, step):
             return momentum_iterative_method(
@@ -224,7 +275,7 @@ class MIM(Attack):
                 eps,
                 step,
                 steps,
-                np.inf,
+                order,
                 y=y,
                 sanity_checks=False,
                 **_COMMON,
@@ -232,7 +283,7 @@ class MIM(Attack):
 
         graph = compiled(
             model_fn,
-            ("mim", steps, self.budget.jit_compile),
+            ("mim", self.norm, steps, self.budget.jit_compile),
             lambda: tf.function(
                 mim,
                 input_signature=_signature(x, _SCALAR, _SCALAR),
@@ -240,7 +291,7 @@ class MIM(Attack):
             ),
             self.graphs,
         )
-        step = min(self.budget.step_size, eps)
+        step = iterative_step(self.budget, self.norm, eps)
         return graph(x, y, tf.constant(eps, tf.float32), tf.constant(step, tf.float32))
 
 
@@ -374,23 +425,26 @@ class _AutoAttackFamily(Attack):
         return sum(per_stage[stage] for stage in self.stages)
 
     stages = STAGES
+    norms = ("linf", "l2")
 
     def _runner(self):
         b = self.budget
         return compiled(
             self.model_fn,
-            ("autoattack", b.apgd_steps, b.square_queries, b.target_classes),
+            ("autoattack", self.norm, b.apgd_steps, b.square_queries, b.target_classes),
             lambda: AutoAttackRunner(
                 self.model_fn,
                 apgd_steps=b.apgd_steps,
                 square_queries=b.square_queries,
                 target_classes=b.target_classes,
+                norm=self.norm,
             ),
             self.graphs,
         )
 
     def __call__(self, x, y, eps, seed=(0, 0)):
-        x_adv, stages = self._runner().run(
+        runner = self._runner()
+        x_adv, stages = runner.run(
             np.asarray(x, np.float32),
             np.asarray(y, np.int32),
             float(eps),
@@ -398,7 +452,12 @@ class _AutoAttackFamily(Attack):
             seed,
         )
         robust = stages[self.stages[-1]]
-        return AttackResult(x_adv, robust, stages if len(self.stages) > 1 else None)
+        return AttackResult(
+            x_adv,
+            robust,
+            stages if len(self.stages) > 1 else None,
+            runner.last_run,
+        )
 
 
 class APGDCE(_AutoAttackFamily):
@@ -425,7 +484,7 @@ class Square(_AutoAttackFamily):
 
 
 class FABT(_AutoAttackFamily):
-    """FAB-T, the targeted fast adaptive boundary attack (L-infinity,
+    """FAB-T, the targeted fast adaptive boundary attack (L-infinity or L2,
     `keras_damped.robustness.fab`): one run per target, `target_classes`
     targets, `apgd_steps` iterations each (AutoAttack's iteration budget, 100
     in the standard version); no random start."""

@@ -7,11 +7,13 @@ per iteration, counts an example as broken only at the last iterate, has no
 targeted DLR loss, and its `AutoAttack` is not the standard sequence. The
 tests check these implementations against ART's on the same images.
 
-Every attack takes pixels in [0, 1], an L-infinity radius in pixel units and
-the true labels. The iterations run as compiled TensorFlow steps on the
-examples still classified correctly: an example, once misclassified, is
-recorded and leaves the batch (its result cannot change, and robust
-accuracy is all the attacks are for), so the cost falls with the accuracy.
+Every attack takes pixels in [0, 1], a radius in pixel units (in the
+L-infinity or the L2 ball, the runner's `norm`, each attack as the official
+code runs it in that ball) and the true labels. The iterations run as
+compiled TensorFlow steps on the examples still classified correctly: an
+example, once misclassified, is recorded and leaves the batch (its result
+cannot change, and robust accuracy is all the attacks are for), so the
+cost falls with the accuracy.
 """
 
 import functools
@@ -20,6 +22,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_damped.robustness.fab import NORMS
 from keras_damped.robustness.fab import FABTargeted
 from keras_damped.robustness.standard import APGD_STEPS
 from keras_damped.robustness.standard import RESTARTS
@@ -110,6 +113,55 @@ def _project(x_new, x, eps):
     return tf.clip_by_value(tf.clip_by_value(x_new, x - eps, x + eps), 0.0, 1.0)
 
 
+def _l2(v):
+    """Per example: the L2 norm of `v` ([batch, h, w, c]), as [batch, 1, 1, 1]."""
+    return tf.sqrt(tf.reduce_sum(tf.square(v), axis=[1, 2, 3], keepdims=True))
+
+
+def _project_l2(x_new, x, eps):
+    """Into the L2 ball of radius eps around x, then into [0, 1], as the
+    official APGD does (the change rescaled to length min(eps, its own))."""
+    delta = x_new - x
+    length = _l2(delta)
+    return tf.clip_by_value(
+        x + delta / (length + 1e-12) * tf.minimum(eps, length), 0.0, 1.0
+    )
+
+
+def _rectangles(height, width):
+    """Square-L2's building block: nested rectangles around the centre of a
+    height x width window, the k-th ring weighted 1 / (k + 1)^2, unit L2
+    norm (the official `eta_rectangles`)."""
+    delta = np.zeros((height, width))
+    row, col = height // 2, width // 2
+    for k in range(max(height // 2 + 1, width // 2 + 1)):
+        delta[max(row, 0) : row + 2 * k + 1, max(col, 0) : col + 2 * k + 1] += (
+            1.0 / (k + 1) ** 2
+        )
+        row, col = row - 1, col - 1
+    return delta / np.sqrt((delta**2).sum())
+
+
+@functools.cache
+def square_l2_pattern(size):
+    """Square-L2's perturbation of a size x size window: the upper half
+    `_rectangles`, the lower half their negative, unit L2 norm (the official
+    `eta`, before its random transpose)."""
+    delta = np.zeros((size, size))
+    delta[: size // 2] = _rectangles(size // 2, size) if size // 2 else 0.0
+    delta[size // 2 :] = -_rectangles(size - size // 2, size)
+    return (delta / np.sqrt((delta**2).sum())).astype(np.float32)
+
+
+def square_l2_size(iteration, height, width, queries=SQUARE_QUERIES):
+    """Square-L2's window side at an iteration: at least 3, odd, at most the
+    image's side (the official schedule)."""
+    fraction = square_fraction(iteration, queries)
+    size = max(int(round(math.sqrt(fraction * height * width))), 3)
+    size += 1 - size % 2
+    return min(size, height, width)
+
+
 class _Active:
     """Per-example state of the examples an attack still works on."""
 
@@ -138,6 +190,7 @@ class AutoAttackRunner:
         target_classes: target classes of APGD-T (9, at most classes - 1).
         restarts: random restarts of each APGD run (1, as in AutoAttack's
             standard version).
+        norm: "linf" or "l2", the ball every attack runs in.
 
     The random starts and Square's draws come from the seed each `run`
     is given (per stage, so that a stage draws as the same attack run
@@ -151,19 +204,27 @@ class AutoAttackRunner:
         square_queries=SQUARE_QUERIES,
         target_classes=TARGET_CLASSES,
         restarts=RESTARTS,
+        norm="linf",
     ):
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}. Received: norm={norm!r}")
         self.model_fn = model_fn
         self.apgd_steps = apgd_steps
         self.square_queries = square_queries
         self.target_classes = target_classes
         self.restarts = restarts
+        self.norm = norm
         # FAB-T: AutoAttack's iteration budget and targets; it draws nothing.
         self.fab = FABTargeted(
-            model_fn, "linf", iterations=apgd_steps, targets=target_classes
+            model_fn, norm, iterations=apgd_steps, targets=target_classes
         )
         # Reset from the call's seed before each stage (`_seed_stage`).
         self.generator = tf.random.Generator.from_seed(0)
         self._image_shape = None
+        # Images through the model (a gradient's pass counted once) and the
+        # random starts whose input gradient was all zeros, since creation.
+        self.passes = 0
+        self.zero_gradients = 0
 
     def _compile(self, image_shape):
         """Traces the steps once for images of `image_shape`, any batch size."""
@@ -198,8 +259,16 @@ class AutoAttackRunner:
             self._checkpoint, input_signature=[state, scalar]
         )
         self._square_step = tf.function(
-            self._square,
-            input_signature=[image, image, vector, labels, scalar, spec((), tf.int32)],
+            self._square if self.norm == "linf" else self._square_l2,
+            input_signature=[
+                image,
+                image,
+                vector,
+                labels,
+                scalar,
+                spec((), tf.int32),
+                spec((None, None), tf.float32),
+            ],
         )
         self._logits = tf.function(self.model_fn, input_signature=[image])
 
@@ -213,13 +282,19 @@ class AutoAttackRunner:
         grad = tape.gradient(value, x)
         return value, grad, tf.argmax(logits, -1, output_type=tf.int32)
 
+    def _ball(self, x_new, x, eps):
+        return (_project if self.norm == "linf" else _project_l2)(x_new, x, eps)
+
     def _iteration(self, s, eps, alpha, loss):
-        """One APGD iteration on every example of the state: a signed-gradient
-        step, momentum, the new loss and gradient, the best point so far."""
-        z = _project(
-            s["x_adv"] + _per_example(s["step"]) * tf.sign(s["grad"]), s["x"], eps
-        )
-        x_new = _project(
+        """One APGD iteration on every example of the state: a step along the
+        gradient's sign (L-infinity) or its direction (L2), momentum, the new
+        loss and gradient, the best point so far."""
+        if self.norm == "linf":
+            direction = tf.sign(s["grad"])
+        else:
+            direction = s["grad"] / (_l2(s["grad"]) + 1e-12)
+        z = self._ball(s["x_adv"] + _per_example(s["step"]) * direction, s["x"], eps)
+        x_new = self._ball(
             s["x_adv"]
             + alpha * (z - s["x_adv"])
             + (1 - alpha) * (s["x_adv"] - s["x_old"]),
@@ -271,10 +346,17 @@ class AutoAttackRunner:
         eps_t = tf.constant(eps, tf.float32)
         out = x.numpy().copy()
         fooled = np.zeros(count, dtype=bool)
-        noise = self.generator.uniform(tf.shape(x), -1.0, 1.0)
-        largest = tf.reduce_max(tf.abs(noise), axis=[1, 2, 3], keepdims=True)
+        if self.norm == "linf":
+            noise = self.generator.uniform(tf.shape(x), -1.0, 1.0)
+            largest = tf.reduce_max(tf.abs(noise), axis=[1, 2, 3], keepdims=True)
+        else:
+            noise = self.generator.normal(tf.shape(x))
+            largest = _l2(noise) + 1e-12
         start = tf.clip_by_value(x + eps_t * noise / largest, 0.0, 1.0)
         value, grad, pred = step_fn(start, y, target)
+        self.passes += count
+        flat = tf.reshape(tf.abs(grad), [count, -1])
+        self.zero_gradients += int(np.sum(tf.reduce_sum(flat, -1).numpy() == 0))
         state = _Active(
             np.arange(count),
             x=x,
@@ -309,6 +391,7 @@ class AutoAttackRunner:
             if len(state.index) == 0:
                 break
             alpha = tf.constant(MOMENTUM if i > 0 else 1.0, tf.float32)
+            self.passes += len(state.index)
             state.tensors, fooled_now = iteration(state.tensors, eps_t, alpha)
             record_and_drop(fooled_now.numpy(), state.tensors["x_adv"])
             if i in checkpoints and len(state.index):
@@ -341,6 +424,7 @@ class AutoAttackRunner:
         if len(x) == 0:
             return out, fooled
         logits = self._logits(tf.constant(x)).numpy()
+        self.passes += len(x)
         classes = logits.shape[-1]
         if classes < 4:
             raise ValueError(
@@ -365,39 +449,83 @@ class AutoAttackRunner:
     def fab_targeted(self, x, y, eps):
         """FAB-T (`keras_damped.robustness.fab`) on examples the model gets
         right: `(x_adv, fooled)`."""
+        before = self.fab.forward_passes
         x_adv, robust = self.fab.run(x, y, eps)
+        self.passes += self.fab.forward_passes - before
         return x_adv, ~robust
 
     # -- Square -------------------------------------------------------------
 
-    def _square(self, x, x_best, margin_best, y, eps, size):
-        """One Square query per example: a size x size window, at a random
-        place per image, set to x +/- eps (a random sign per channel); kept
-        if the margin falls."""
-        shape = tf.shape(x)
+    def _window(self, shape, size):
+        """A size x size window at a random place per image: its top-left
+        corner and its [batch, h, w, 1] mask."""
         batch, height, width = shape[0], shape[1], shape[2]
         top = self.generator.uniform([batch, 1, 1, 1], 0, height - size + 1, tf.int32)
         left = self.generator.uniform([batch, 1, 1, 1], 0, width - size + 1, tf.int32)
         rows = tf.reshape(tf.range(height), [1, -1, 1, 1])
         cols = tf.reshape(tf.range(width), [1, 1, -1, 1])
-        window = (
-            (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
-        )
-        signs = tf.sign(self.generator.uniform([batch, 1, 1, shape[3]], -1.0, 1.0))
-        candidate = tf.where(window, x_best + 2.0 * eps * signs, x_best)
-        candidate = _project(candidate, x, eps)
-        new_margin = margin(self._model(candidate), y)
+        inside_rows = (rows >= top) & (rows < top + size)
+        mask = inside_rows & (cols >= left) & (cols < left + size)
+        return rows - top, cols - left, mask
+
+    def _keep_better(self, x_new, x_best, margin_best, y):
+        new_margin = margin(self._model(x_new), y)
         better = new_margin < margin_best
         return (
-            tf.where(_per_example(better), candidate, x_best),
+            tf.where(_per_example(better), x_new, x_best),
             tf.minimum(new_margin, margin_best),
         )
+
+    def _square_l2(self, x, x_best, margin_best, y, eps, size, pattern):
+        """One Square-L2 query per example (the official update): the
+        perturbation of a random window is replaced by the window pattern
+        (random sign per channel, randomly transposed) plus its old content,
+        another random window's is moved into it, the total rescaled to
+        length eps; kept if the margin falls."""
+        shape = tf.shape(x)
+        batch, channels = shape[0], tf.cast(shape[3], tf.float32)
+        delta = x_best - x
+        row, col, first = self._window(shape, size)
+        _, _, second = self._window(shape, size)
+        first_f, second_f = tf.cast(first, tf.float32), tf.cast(second, tf.float32)
+
+        def window_norm(v):  # per example and channel
+            return tf.sqrt(tf.reduce_sum(tf.square(v), axis=[1, 2], keepdims=True))
+
+        norm_first = window_norm(delta * first_f)
+        norm_both = window_norm(delta * tf.maximum(first_f, second_f))
+        norm_image = _l2(delta)
+        row = tf.broadcast_to(tf.clip_by_value(row, 0, size - 1), tf.shape(first))
+        col = tf.broadcast_to(tf.clip_by_value(col, 0, size - 1), tf.shape(first))
+        transpose = self.generator.uniform([batch, 1, 1, 1]) > 0.5
+        index = tf.stack(
+            [tf.where(transpose, col, row), tf.where(transpose, row, col)], axis=-1
+        )
+        placed = tf.gather_nd(pattern, index)
+        signs = tf.sign(self.generator.uniform([batch, 1, 1, shape[3]], -1.0, 1.0))
+        new = (placed * signs + delta / (norm_first + 1e-12)) * first_f
+        room = tf.maximum(tf.square(eps) - tf.square(norm_image), 0.0) / channels
+        new = new / (window_norm(new) + 1e-12) * tf.sqrt(room + tf.square(norm_both))
+        delta = tf.where(first, new, tf.where(second, 0.0, delta))
+        x_new = tf.clip_by_value(x + delta / (_l2(delta) + 1e-12) * eps, 0.0, 1.0)
+        return self._keep_better(x_new, x_best, margin_best, y)
+
+    def _square(self, x, x_best, margin_best, y, eps, size, pattern):
+        """One Square query per example: a size x size window, at a random
+        place per image, set to x +/- eps (a random sign per channel); kept
+        if the margin falls (`pattern` is Square-L2's)."""
+        del pattern
+        shape = tf.shape(x)
+        _, _, window = self._window(shape, size)
+        signs = tf.sign(self.generator.uniform([shape[0], 1, 1, shape[3]], -1.0, 1.0))
+        candidate = tf.where(window, x_best + 2.0 * eps * signs, x_best)
+        return self._keep_better(_project(candidate, x, eps), x_best, margin_best, y)
 
     def _model(self, x):
         return self.model_fn(x)
 
     def square(self, x, y, eps):
-        """The Square attack (L-infinity): `(x_adv, fooled)` (numpy)."""
+        """The Square attack in the runner's ball: `(x_adv, fooled)` (numpy)."""
         x_np = np.asarray(x, np.float32)
         y_np = np.asarray(y, np.int32)
         out, fooled = x_np.copy(), np.zeros(len(x_np), dtype=bool)
@@ -407,13 +535,17 @@ class AutoAttackRunner:
         y = tf.constant(y_np)
         eps_t = tf.constant(eps, tf.float32)
         _, height, width, channels = x_np.shape
-        # Start from vertical stripes of +/- eps.
-        stripes = tf.sign(
-            self.generator.uniform([len(x_np), 1, width, channels], -1.0, 1.0)
-        )
-        start = tf.clip_by_value(x + eps_t * stripes, 0.0, 1.0)
+        if self.norm == "linf":
+            # Start from vertical stripes of +/- eps.
+            stripes = tf.sign(
+                self.generator.uniform([len(x_np), 1, width, channels], -1.0, 1.0)
+            )
+            start = tf.clip_by_value(x + eps_t * stripes, 0.0, 1.0)
+        else:
+            start = self._square_l2_start(x, eps_t)
         margin_start = margin(self._logits(start), y)
         margin_clean = margin(self._logits(x), y)
+        self.passes += 2 * len(x_np)
         use_start = margin_start < margin_clean
         x_best = tf.where(_per_example(use_start), start, x)
         state = _Active(
@@ -435,23 +567,49 @@ class AutoAttackRunner:
         for i in range(1, self.square_queries):
             if len(state.index) == 0:
                 break
-            size = max(
-                int(
-                    round(
-                        math.sqrt(
-                            square_fraction(i, self.square_queries) * height * width
-                        )
-                    )
-                ),
-                1,
-            )
-            size = min(size, height - 1, width - 1)
+            if self.norm == "linf":
+                fraction = square_fraction(i, self.square_queries)
+                size = max(int(round(math.sqrt(fraction * height * width))), 1)
+                size = min(size, height - 1, width - 1)
+                pattern = np.zeros((1, 1), np.float32)
+            else:
+                size = square_l2_size(i, height, width, self.square_queries)
+                pattern = square_l2_pattern(size)
             s = state.tensors
+            self.passes += len(state.index)
             s["x_best"], s["margin"] = self._square_step(
-                s["x"], s["x_best"], s["margin"], s["y"], eps_t, tf.constant(size)
+                s["x"],
+                s["x_best"],
+                s["margin"],
+                s["y"],
+                eps_t,
+                tf.constant(size),
+                tf.constant(pattern),
             )
             record_and_drop()
         return out, fooled
+
+    def _square_l2_start(self, x, eps):
+        """Square-L2's first point: a grid of windows of side h // 5, each the
+        window pattern (randomly transposed) with a random sign per example
+        and channel, rescaled to length eps (the official start)."""
+        count, height, width, channels = x.shape
+        side = max(height // 5, 1)
+        offset = (height - side * 5) // 2
+        pattern = square_l2_pattern(side)
+        delta = np.zeros(x.shape, np.float32)
+        for top in range(offset, offset + side * (height // side), side):
+            for left in range(offset, offset + side * (width // side), side):
+                if top + side > height or left + side > width:
+                    continue
+                transpose = bool(self.generator.uniform([]) > 0.5)
+                window = pattern.T if transpose else pattern
+                signs = tf.sign(self.generator.uniform([count, 1, 1, channels], -1, 1))
+                delta[:, top : top + side, left : left + side, :] += (
+                    window[None, :, :, None] * signs.numpy()
+                )
+        delta = tf.constant(delta)
+        return tf.clip_by_value(x + delta / (_l2(delta) + 1e-12) * eps, 0.0, 1.0)
 
     # -- the sequence -------------------------------------------------------
 
@@ -472,16 +630,23 @@ class AutoAttackRunner:
         Returns `(x_adv, robust)`: the adversarial example (or `x`) and, per
         stage, the boolean mask of the examples still correct after it
         (cumulative; the clean misclassifications are never robust).
+        `last_run` then holds what the call cost: the images each stage
+        attacked and the forward passes it made (counted where the model
+        is called; a gradient's pass counted once), the clean pass's, and
+        the random starts with an all-zero input gradient.
         """
         x = np.asarray(x, np.float32)
         y = np.asarray(y, np.int32)
         self._compile(tuple(x.shape[1:]))
         out = x.copy()
+        zero_before = self.zero_gradients
         clean = (
             (self._logits(tf.constant(x)).numpy().argmax(-1) == y)
             if len(x)
             else (np.zeros(0, dtype=bool))
         )
+        self.passes += len(x)
+        record = {"clean_passes": len(x), "stages": {}}
         robust = clean.copy()
         masks = {}
         attacks = {
@@ -492,10 +657,17 @@ class AutoAttackRunner:
         }
         for stage in stages:
             todo = np.flatnonzero(robust)
+            before = self.passes
             if eps > 0 and len(todo):
                 self._seed_stage(seed, stage)
                 adv, hit = attacks[stage](x[todo], y[todo])
                 out[todo[hit]] = adv[hit]
                 robust[todo[hit]] = False
             masks[stage] = robust.copy()
+            record["stages"][stage] = {
+                "attacked": int(len(todo)) if eps > 0 else 0,
+                "forward_passes": self.passes - before,
+            }
+        record["zero_gradients"] = self.zero_gradients - zero_before
+        self.last_run = record
         return out, masks

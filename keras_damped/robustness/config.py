@@ -5,17 +5,25 @@ import dataclasses
 from keras_damped._fields import setting
 from keras_damped.data.corruptions import NOISES
 from keras_damped.data.corruptions import SEVERITIES
+from keras_damped.robustness.registry import NORMS
 from keras_damped.robustness.registry import Budget
 from keras_damped.training.config import JIT_CHOICES
 from keras_damped.validators import choice
 from keras_damped.validators import eps_list
 from keras_damped.validators import finite_number
+from keras_damped.validators import l2_eps_list
 from keras_damped.validators import non_negative_int
 from keras_damped.validators import optional_positive_int
 from keras_damped.validators import positive_int
 
 NOISE_SOURCES = ("auto", "tfds", "generated")
 _BUDGET = Budget()
+# The radii an evaluation runs at unless told (pixel units), per threat
+# model: L-infinity 1-8/255; L2 around CIFAR-10's standard 0.5.
+DEFAULT_EPS = {
+    "linf": (1 / 255, 2 / 255, 4 / 255, 8 / 255),
+    "l2": (0.25, 0.5, 1.0),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,13 +37,18 @@ class EvalConfig:
     config never keeps a stale one.
 
     Radii (`eps`, `attack_eps`, `protocol_eps`, `large_eps`, `step_size`)
-    are in pixel units (8/255), each in (0, 255/255].
+    are in pixel units: L-infinity radii (8/255) each in (0, 255/255], L2
+    radii (0.5, the length of the whole change) any positive number.
 
     Attributes:
         dataset: a dataset name (`keras_damped.data`), or `(images,
             labels)` arrays (recorded as "arrays").
         attacks: registered attack names (`attack_names()`), or "all".
-        eps: the radii every attack runs at.
+        norm: the threat model, "linf" or "l2": every attack that can runs
+            in that ball (`Attack.norms`; in "l2" every attack must), the
+            worst case and the eps-ball check are taken in it.
+        eps: the radii every attack runs at (None: `DEFAULT_EPS` of the
+            norm).
         attack_eps: `{attack: [radii]}`, radii of one attack instead of
             `eps` (e.g. AutoAttack at fewer radii than PGD).
         noises, severities: the CIFAR-10-C noise group and its severities.
@@ -52,7 +65,9 @@ class EvalConfig:
         data_dir: the TFDS data folder.
         steps, step_size: the iterative attacks' (20 steps of 2/255).
         apgd_steps, target_classes, square_queries: AutoAttack's budget.
-        large_eps: the radius of the gradient-masking check (64/255).
+        large_eps: the radius of the gradient-masking check (64/255); in
+            L2 the check runs at large_eps * sqrt(pixels), the L2 ball that
+            holds that L-infinity ball.
         jit_compile: "auto", "on" or "off", as for training
             (`keras_damped.training.resolve_jit_compile`): whether the
             attacks' graphs are compiled with XLA ("auto": on accelerators
@@ -79,9 +94,16 @@ class EvalConfig:
         "FAB-T, Square in sequence), your own (see --import); 'all' for every "
         "attack, 'none' for no attack",
     )
-    eps: list = setting(
-        factory=lambda: [1 / 255, 2 / 255, 4 / 255, 8 / 255],
-        help="radii in units of 1/255, each in (0, 255], comma-separated",
+    norm: str = setting(
+        "linf",
+        help="the threat model: linf (radii in units of 1/255) or l2 (radii "
+        "absolute, in pixel units: the change's Euclidean length; CIFAR-10's "
+        "standard is 0.5)",
+    )
+    eps: list | None = setting(
+        None,
+        help="radii, comma-separated (default: 1,2,4,8 in units of 1/255 for "
+        "linf, each in (0, 255]; 0.25,0.5,1 for l2)",
     )
     attack_eps: dict = setting(
         factory=dict,
@@ -185,6 +207,7 @@ class EvalConfig:
         from keras_damped.robustness.registry import parse_attacks
 
         self._check_dataset()
+        choice("norm", self.norm, NORMS)
         plugins, attacks, eps, attack_eps = self._checked_attacks()
         severities = self._checked_noises()
         self._check_counts()
@@ -230,6 +253,12 @@ class EvalConfig:
         )
         if config.authors_protocols() and not config.protocol_radii():
             raise ValueError("The authors' protocols need at least one protocol_eps.")
+        if config.norm != "linf" and config.authors_protocols():
+            raise ValueError(
+                f"The authors' protocols are L-infinity attacks; with norm="
+                f"{config.norm!r} only protocols=['pixel'] runs. Received: "
+                f"protocols={config.protocols}"
+            )
         # Checks steps, step_size and AutoAttack's budget; `jit_compile` is
         # resolved only when the attacks are built (resolving it lists
         # TensorFlow's devices, which fixes its thread counts for good).
@@ -250,13 +279,25 @@ class EvalConfig:
     def _checked_attacks(self):
         """(plug-ins, attacks, eps, attack_eps), checked and normalised; the
         plug-ins are imported first (they register attacks)."""
+        from keras_damped.robustness.registry import attack_class
         from keras_damped.robustness.registry import import_plugins
+        from keras_damped.robustness.registry import norm_attacks
         from keras_damped.robustness.registry import parse_attacks
 
         plugins = [str(m) for m in _as_list(self.plugins)]
         import_plugins(plugins)
         attacks = parse_attacks(self.attacks)
-        eps = eps_list("eps", self.eps) if _as_list(self.eps) else []
+        if self.norm != "linf":
+            unable = [a for a in attacks if self.norm not in attack_class(a).norms]
+            if unable:
+                raise ValueError(
+                    f"Attacks {unable} cannot run in the {self.norm} ball. "
+                    f"Expected attacks among {norm_attacks(self.norm)}. "
+                    f"Received: attacks={attacks}, norm={self.norm!r}"
+                )
+        radii = l2_eps_list if self.norm == "l2" else eps_list
+        given = DEFAULT_EPS[self.norm] if self.eps is None else self.eps
+        eps = radii("eps", given) if _as_list(given) else []
         unknown = [a for a in self.attack_eps if a not in attacks]
         if unknown:
             raise ValueError(
@@ -264,7 +305,7 @@ class EvalConfig:
                 f"names among attacks={attacks}."
             )
         attack_eps = {
-            a: eps_list(f"attack_eps[{a!r}]", v) for a, v in self.attack_eps.items()
+            a: radii(f"attack_eps[{a!r}]", v) for a, v in self.attack_eps.items()
         }
         missing = [a for a in attacks if not attack_eps.get(a, eps)]
         if missing:
@@ -305,6 +346,13 @@ class EvalConfig:
     def eps_of(self, attack):
         """The radii `attack` runs at."""
         return self.attack_eps.get(attack, self.eps)
+
+    def large_radius(self, pixels):
+        """The gradient-masking check's radius for images of `pixels` values:
+        `large_eps` in L-infinity, large_eps * sqrt(pixels) in L2."""
+        if self.norm == "l2":
+            return self.large_eps * pixels**0.5
+        return self.large_eps
 
     def pixel_attacks(self):
         """The attacks of the pixel protocol (none without it)."""

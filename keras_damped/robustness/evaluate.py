@@ -13,6 +13,7 @@ from keras_damped._versions import machine_record
 from keras_damped.models.loading import named_models
 from keras_damped.models.logits import logits_fn
 from keras_damped.robustness import checks
+from keras_damped.robustness.autoattack import STAGES as AUTOATTACK_STAGES
 from keras_damped.robustness.config import EvalConfig
 from keras_damped.robustness.inputs import dataset_input_shape
 from keras_damped.robustness.inputs import load_test_set
@@ -89,6 +90,7 @@ def evaluate(models, config=None, progress=True, **settings):
             "adversarial": shown,
             "eps": config.eps_of(attack)[-1],
             "attack": attack,
+            "norm": config.norm,
         }
     return RobustnessReport(data, examples)
 
@@ -212,7 +214,9 @@ def _evaluate_model(model_fn, test, config, norm, meter):
         large,
         test.attacked,
         config.attack_specs(),
+        config.norm,
     )
+    _autoattack_checks(entry, model_fn, test, config)
     for protocol in config.authors_protocols():
         scores, masks = evaluate_protocol(
             protocol, model_fn, correct, test, config, norm, meter.advance
@@ -220,6 +224,50 @@ def _evaluate_model(model_fn, test, config, norm, meter):
         entry.setdefault("protocols", {})[protocol] = scores
         entry["masks"].setdefault("protocols", {})[protocol] = masks
     return entry, shown
+
+
+def _autoattack_checks(entry, model_fn, test, config):
+    """AutoAttack's own checks (`checks.autoattack_flags`) into the entry's
+    `sanity`, when AutoAttack or one of its attacks ran."""
+    from keras import ops
+
+    specs = config.attack_specs()
+    family = [
+        a
+        for a in config.pixel_attacks()
+        if a in AUTOATTACK_STAGES
+        or set(specs[a]["stages"] or ()) & {*AUTOATTACK_STAGES}
+    ]
+    if not family:
+        return
+    count = min(config.batch_size, test.attacked)
+    x, y = test.images[:count], test.labels[:count]
+    outputs = {}
+
+    def logits_of(images):
+        outputs["last"] = ops.convert_to_numpy(model_fn(ops.convert_to_tensor(images)))
+        return outputs["last"]
+
+    model = checks.model_checks(logits_of, x, y)
+    zero = sum(
+        cost.get("zero_gradients", 0)
+        for a in family
+        for cost in entry.get("cost", {}).get(a, {}).values()
+    )
+    stages = {a: entry[f"{a}_stages"] for a in family if f"{a}_stages" in entry}
+    involved = {
+        name: specs[name] for a in family for name in (a, *(specs[a]["stages"] or ()))
+    }
+    result, messages = checks.autoattack_flags(
+        model,
+        zero,
+        stages,
+        outputs["last"].shape[-1],
+        involved,
+        config.norm,
+    )
+    entry["sanity"]["autoattack_checks"] = result
+    entry["sanity"]["autoattack_flags"] = messages
 
 
 def _noise_entries(entry, correct, test, meter):
@@ -241,7 +289,7 @@ def _noise_entries(entry, correct, test, meter):
 def _attack_entries(entry, model_fn, test, config, meter):
     """Runs every pixel-protocol attack at its radii into `entry`."""
     shown_attack = _example_attack(config)
-    shown, extremes = None, {"max_linf": {}, "in_range": True}
+    shown, extremes = None, {"max_distance": {}, "in_range": True}
     for name in config.pixel_attacks():
         attack = make_attack(name, model_fn, config.budget())
         radii = config.eps_of(name)
@@ -256,6 +304,8 @@ def _attack_entries(entry, model_fn, test, config, meter):
                 run["robust"]
             )
             entry.setdefault("seconds", {}).setdefault(name, {})[key] = run["seconds"]
+            if run["cost"] is not None:
+                entry.setdefault("cost", {}).setdefault(name, {})[key] = run["cost"]
             if run["stages"]:  # a sequence: each stage's mask too
                 entry.setdefault(f"{name}_stages", {})[key] = {
                     s: float(np.mean(m)) for s, m in run["stages"].items()
@@ -263,8 +313,10 @@ def _attack_entries(entry, model_fn, test, config, meter):
                 entry["masks"].setdefault(f"{name}_stages", {})[key] = {
                     s: pack_mask(m) for s, m in run["stages"].items()
                 }
-            if attack.norm == "linf":
-                extremes["max_linf"].setdefault(name, {})[key] = run["max_linf"]
+            if attack.norm == config.norm:
+                extremes["max_distance"].setdefault(name, {})[key] = run[
+                    f"max_{config.norm}"
+                ]
             extremes["in_range"] = extremes["in_range"] and run["in_range"]
             if keep:
                 shown = run["kept"]
@@ -283,6 +335,7 @@ def _worst_entries(entry, config, test, clean):
             test.attacked,
             specs,
             clean=clean_packed,
+            norm=config.norm,
         )
         if survive is not None:
             entry.setdefault("worst", {})[key] = float(survive.mean())
@@ -290,15 +343,17 @@ def _worst_entries(entry, config, test, clean):
 
 
 def _large_eps_check(model_fn, test, config, meter):
-    """PGD at the large radius, with steps that can cross its ball:
-    2.5 * eps / steps (Madry et al.), at least the usual step."""
+    """PGD at the large radius (`config.large_radius`), with steps that can
+    cross its ball: 2.5 * eps / steps (Madry et al.), in L-infinity at
+    least the usual step."""
     budget = config.budget(step_size=_large_eps_step(config))
     attack = make_attack(checks.LARGE_EPS_ATTACK, model_fn, budget)
-    run = run_attack(attack, test, config.large_eps, config, meter)
+    radius = config.large_radius(int(np.prod(test.images.shape[1:])))
+    run = run_attack(attack, test, radius, config, meter)
     return {
-        "eps": config.large_eps,
+        "eps": radius,
         "accuracy": float(np.mean(run["robust"])),
-        "max_linf": run["max_linf"],
+        "max_distance": run[f"max_{config.norm}"],
     }
 
 
@@ -314,6 +369,7 @@ def _settings_record(config, test, norms):
         "attack_examples": int(test.attacked),
         "attacks": config.pixel_attacks(),
         "attack_specs": config.attack_specs(),
+        "norm": config.norm,
         "eps": config.all_eps(),
         "eps_255": [eps_key(e) for e in config.all_eps()],
         "noises": list(config.noises),
@@ -329,7 +385,8 @@ def _settings_record(config, test, norms):
         "square_queries": config.square_queries,
         "target_classes": config.target_classes,
         "large_eps": config.large_eps,
-        "large_eps_step": _large_eps_step(config),
+        # In L2 the check steps by 2.5 * radius / steps (`iterative_step`).
+        "large_eps_step": _large_eps_step(config) if config.norm == "linf" else None,
         "batch_size": config.batch_size,
         "jit_compile": config.jit_compile,
         "attacks_compiled_with_xla": config.budget().jit_compile,

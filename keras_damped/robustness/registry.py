@@ -53,14 +53,16 @@ def compiled(model_fn, key, build, graphs=None):
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """What an attack may spend.
+    """What an attack may spend, and in which ball.
 
     `steps` and `step_size` are those of the iterative attacks (IFGSM, PGD,
     MIM, SPSA; C&W runs `10 * steps` optimisation steps per binary-search
     step); `apgd_steps`, `target_classes` and `square_queries` those of
     AutoAttack's attacks (by default its standard version,
     `keras_damped.robustness.standard`); `jit_compile` compiles the
-    CleverHans attacks with XLA.
+    CleverHans attacks with XLA. `norm` is the threat model, "linf" or
+    "l2": an attack that supports it (`Attack.norms`) runs in that ball;
+    one that does not runs in its own (C&W is always L2).
     """
 
     steps: int = 20
@@ -69,8 +71,13 @@ class Budget:
     target_classes: int = standard.TARGET_CLASSES
     square_queries: int = standard.SQUARE_QUERIES
     jit_compile: bool = False
+    norm: str = "linf"
 
     def __post_init__(self):
+        if self.norm not in NORMS:
+            raise ValueError(
+                f"norm must be one of {NORMS}. Received: norm={self.norm!r}"
+            )
         for name in ("steps", "apgd_steps", "target_classes", "square_queries"):
             positive_int(name, getattr(self, name))
         if finite_number("step_size", self.step_size) <= 0:
@@ -94,11 +101,14 @@ class AttackResult:
     """`x_adv`: adversarial images (float32 NumPy); `robust`: per example,
     whether the attack failed (the model still right, by the attack's own
     threat model); `stages`: for a sequence, `{stage: robust mask}` after
-    each stage (cumulative), else None."""
+    each stage (cumulative), else None; `cost`: what the attack counted of
+    its work, if it counts (AutoAttack: per stage the images attacked and
+    the forward passes; the random starts with a zero input gradient)."""
 
     x_adv: np.ndarray
     robust: np.ndarray
     stages: dict | None = None
+    cost: dict | None = None
 
 
 class Attack:
@@ -108,8 +118,12 @@ class Attack:
     override `__call__` when they compute their robust mask themselves.
     Class attributes describe the attack to `evaluate` and its checks:
 
-    - `norm`: "linf" (eps bounds every pixel's change; the attack joins the
-      worst case and the eps-ball check) or "l2".
+    - `norm`: "linf" (eps bounds every pixel's change) or "l2" (eps bounds
+      the change's Euclidean norm): the ball the attack runs in unless the
+      budget asks for another of its `norms`. An attack joins the worst case
+      and the eps-ball check of the evaluation's norm.
+    - `norms`: the balls it can run in (default: its `norm` alone); the
+      instance's `norm` is the budget's when listed here.
     - `gradient`: True when it follows the model's input gradient, False
       when it only queries outputs (the gradient-masking check compares
       the two kinds).
@@ -139,6 +153,7 @@ class Attack:
     """
 
     norm = "linf"
+    norms = ("linf",)
     gradient = True
     min_classes = 2
     stages = None
@@ -148,10 +163,16 @@ class Attack:
     example_priority = 0
     standard_budget = None
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "norm" in cls.__dict__ and "norms" not in cls.__dict__:
+            cls.norms = (cls.norm,)
+
     def __init__(self, model_fn, budget=None, context=None):
         self.model_fn = model_fn
         self.budget = budget or Budget()
         self.context = context or AttackContext()
+        self.norm = run_norm(type(self), self.budget)
         # Graphs compiled for a `model_fn` that is not a `ModelLogits`.
         self.graphs = {}
 
@@ -217,10 +238,13 @@ def register_attack(name, cls, listed=True, overwrite=False):
             f"register_attack needs a subclass of keras_damped.robustness.Attack. "
             f"Received: {cls!r}"
         )
-    if cls.norm not in NORMS:
-        raise ValueError(
-            f"{cls.__name__}.norm must be one of {NORMS}. Received: {cls.norm!r}"
-        )
+    for attribute, norms in (("norm", (cls.norm,)), ("norms", cls.norms)):
+        for norm in norms:
+            if norm not in NORMS:
+                raise ValueError(
+                    f"{cls.__name__}.{attribute} must be one of {NORMS}. "
+                    f"Received: {norm!r}"
+                )
     if name in _REGISTRY and not overwrite:
         raise ValueError(
             f"An attack named {name!r} is registered already "
@@ -252,6 +276,17 @@ def attack_class(name):
     return _REGISTRY[name].cls
 
 
+def run_norm(cls, budget):
+    """The ball an attack of class `cls` runs in under `budget`: the
+    budget's norm where the class supports it, else the class's own."""
+    return budget.norm if budget.norm in cls.norms else cls.norm
+
+
+def norm_attacks(norm):
+    """The listed attacks that can run in the `norm` ball."""
+    return tuple(n for n in attack_names() if norm in attack_class(n).norms)
+
+
 def make_attack(name, model_fn, budget=None, context=None):
     """The attack registered as `name`, on `model_fn`, with `budget` and
     `context` (an `AttackContext`)."""
@@ -274,7 +309,7 @@ def attack_spec(name, budget=None):
     return {
         "label": f"{label} (reduced)" if version == "reduced" else label,
         "version": version,
-        "norm": cls.norm,
+        "norm": run_norm(cls, budget),
         "gradient": cls.gradient,
         "stages": list(cls.stages) if len(cls.stages or ()) > 1 else None,
         "budget": {field: getattr(budget, field) for field in cls.budget_fields},

@@ -25,6 +25,36 @@ def eps_key(eps):
     return str(int(value)) if value == int(value) else str(value)
 
 
+NORM_NAMES = {"linf": "L-infinity", "l2": "L2"}
+
+
+def report_norm(settings):
+    """The threat model of a report's `settings` (reports before L2: linf)."""
+    return settings.get("norm", "linf")
+
+
+def eps_value(key, norm="linf"):
+    """An eps label as the number a reader is given: units of 1/255 in
+    L-infinity ("8"), the radius itself in L2 ("0.5")."""
+    if norm == "linf":
+        return key
+    return f"{round(float(key) / 255, 6):g}"
+
+
+def eps_text(key, norm="linf"):
+    """An eps label in words: "8/255" (L-infinity), "0.5 (L2)"."""
+    if norm == "linf":
+        return f"{key}/255"
+    return f"{eps_value(key, norm)} (L2)"
+
+
+def tensorboard_step(key, norm="linf"):
+    """An eps label as a TensorBoard step: eps * 255 in L-infinity, eps *
+    1000 in L2 (steps are integers)."""
+    value = float(key) if norm == "linf" else float(key) / 255 * 1000
+    return int(round(value))
+
+
 def attack_keys(settings, attack):
     """The eps labels (units of 1/255) `attack` ran at in a report's
     `settings` (every attack at every eps unless `attack_eps` said else)."""
@@ -50,6 +80,9 @@ def budget_text(spec):
     eps)"), empty when it reads none."""
     parts = []
     for field, value in spec["budget"].items():
+        if field == "step_size" and spec.get("norm") == "l2":
+            parts.append("step 2.5 eps / steps")
+            continue
         shown = eps_key(value) if field == "step_size" else value
         parts.append(_BUDGET_TEXT.get(field, field + " {}").format(shown))
     return ", ".join(parts)
@@ -101,12 +134,19 @@ class RobustnessReport:
         models = self.data["models"]
         noises = settings["noises"]
         specs = attack_specs(settings)
+        norm = report_norm(settings)
+        units = (
+            "eps in units of 1/255"
+            if norm == "linf"
+            else "eps the L2 length of the whole change, in pixel units"
+        )
         lines = [
             f"Dataset `{settings['dataset']}`, {settings['examples']} test examples"
             + _attacked(settings)
-            + f", seed {settings['seed']}. Accuracy in %. Attacks in pixel space "
-            "[0, 1] with the normalisation inside the model; eps in units of "
-            f"1/255. Noise: {settings['noise_source']}, mean over severities "
+            + f", seed {settings['seed']}. Accuracy in %. Threat model: "
+            f"{NORM_NAMES[norm]}. Attacks in pixel space [0, 1] with the "
+            f"normalisation inside the model; {units}. Noise: "
+            f"{settings['noise_source']}, mean over severities "
             f"{settings['severities']}.",
         ]
         budgets = [
@@ -119,8 +159,8 @@ class RobustnessReport:
         worst = any("worst" in m for m in models.values())
         if worst:
             lines.append(
-                "WORST e: robust only if every L-infinity attack of the table "
-                "left the example correctly classified (per-example AND)."
+                f"WORST e: robust only if every {NORM_NAMES[norm]} attack of the "
+                "table left the example correctly classified (per-example AND)."
             )
         lines.append("")
         header = ["model", "clean"] + [n for n in noises]
@@ -128,8 +168,11 @@ class RobustnessReport:
             (a, e) for a in settings["attacks"] for e in attack_keys(settings, a)
         ]
         worst_cols = settings["eps_255"] if worst else []
-        header += [f"{specs[a]['label']} {e}" for a, e in attack_cols]
-        header += [f"WORST {e}" for e in worst_cols]
+        header += [
+            f"{specs[a]['label']} {eps_value(e, specs[a]['norm'])}"
+            for a, e in attack_cols
+        ]
+        header += [f"WORST {eps_value(e, norm)}" for e in worst_cols]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---" for _ in header) + "|")
         for name, m in models.items():
@@ -149,21 +192,27 @@ class RobustnessReport:
                 f"{'yes' if s['in_ball'] else 'NO'}, in [0, 1] "
                 f"{'yes' if s['in_range'] else 'NO'}; "
                 + (
-                    f"PGD at {eps_key(settings['large_eps'])}/255: "
-                    f"{_pct(s['large_eps_pgd'])}%; "
+                    f"PGD at {_large_text(settings, m)}: {_pct(s['large_eps_pgd'])}%; "
                     if s["large_eps_pgd"] is not None
                     else "no attack; "
                 )
                 + (
                     "Square below the gradient attacks by "
                     + ", ".join(
-                        f"{100 * g:.1f} (eps {e})" for e, g in s["square_gain"].items()
+                        f"{100 * g:.1f} (eps {eps_value(e, norm)})"
+                        for e, g in s["square_gain"].items()
                     )
                     + " points; "
                     if s.get("square_gain")
                     else ""
                 )
                 + ("; ".join(s["flags"]) if s["flags"] else "no flags")
+                + (
+                    "; AutoAttack's own checks: "
+                    + ("; ".join(s["autoattack_flags"]) or "no flags")
+                    if "autoattack_flags" in s
+                    else ""
+                )
             )
         return "\n".join(lines) + "\n"
 
@@ -177,6 +226,7 @@ class RobustnessReport:
         os.makedirs(out_dir, exist_ok=True)
         settings = self.data["settings"]
         models = self.data["models"]
+        norm = report_norm(settings)
         paths = []
         if settings["attacks"]:
             attacks = list(settings["attacks"])
@@ -190,13 +240,18 @@ class RobustnessReport:
                     by_eps = m["worst"] if attack == "worst" else m["attacks"][attack]
                     keys = [e for e in settings["eps_255"] if e in by_eps]
                     ys = [100 * by_eps[e] for e in keys]
-                    ax.plot([float(e) for e in keys], ys, marker="o", label=name)
+                    xs = [float(eps_value(e, norm)) for e in keys]
+                    ax.plot(xs, ys, marker="o", label=name)
                 title = (
                     "worst case over attacks"
                     if attack == "worst"
                     else attack_specs(settings)[attack]["label"]
                 )
-                _accuracy_axes(ax, title, "eps (x 1/255)")
+                _accuracy_axes(
+                    ax,
+                    title,
+                    "L-infinity eps (x 1/255)" if norm == "linf" else "L2 eps",
+                )
             paths.append(_save_panels(plt, fig, axes, out_dir, "accuracy_vs_eps"))
         if settings["noises"]:
             noises = settings["noises"]
@@ -240,7 +295,8 @@ class RobustnessReport:
             panels = [("clean", clean[row])]
             for name in names:
                 adv = ex["adversarial"][name][row]
-                panels.append((f"{name}\n{ex['attack']} {eps_key(eps)}/255", adv))
+                label = eps_text(eps_key(eps), ex.get("norm", "linf"))
+                panels.append((f"{name}\n{ex['attack']} {label}", adv))
                 panels.append(
                     (
                         "perturbation",
@@ -271,6 +327,7 @@ class RobustnessReport:
         import tensorflow as tf
 
         settings = self.data["settings"]
+        norm = report_norm(settings)
         for name, m in self.data["models"].items():
             writer = tf.summary.create_file_writer(os.path.join(log_dir, _safe(name)))
             with writer.as_default():
@@ -278,11 +335,11 @@ class RobustnessReport:
                 for attack, by_eps in m["attacks"].items():
                     for e, acc in by_eps.items():
                         tf.summary.scalar(
-                            f"robustness/{attack}", acc, step=int(round(float(e)))
+                            f"robustness/{attack}", acc, step=tensorboard_step(e, norm)
                         )
                 for e, acc in m.get("worst", {}).items():
                     tf.summary.scalar(
-                        "robustness/worst_case", acc, step=int(round(float(e)))
+                        "robustness/worst_case", acc, step=tensorboard_step(e, norm)
                     )
                 for noise, by_sev in m["noises"].items():
                     for s, acc in by_sev.items():
@@ -294,7 +351,9 @@ class RobustnessReport:
                     tf.summary.scalar(
                         "robustness/large_eps_pgd",
                         m["sanity"]["large_eps_pgd"],
-                        step=int(round(settings["large_eps"] * 255)),
+                        step=tensorboard_step(
+                            eps_key(_large_radius(settings, m)), norm
+                        ),
                     )
             writer.close()
         writer = tf.summary.create_file_writer(os.path.join(log_dir, "report"))
@@ -319,6 +378,18 @@ class RobustnessReport:
             self.plot(os.path.join(staging, "plots"))
             self.write_tensorboard(os.path.join(staging, "tb"))
         return os.path.abspath(out_dir)
+
+
+def _large_radius(settings, model):
+    """The radius the gradient-masking check ran at (reports before L2
+    record only the setting)."""
+    return model["sanity"].get("large_eps") or settings["large_eps"]
+
+
+def _large_text(settings, model):
+    """The gradient-masking check's radius in words."""
+    norm = report_norm(settings)
+    return eps_text(eps_key(_large_radius(settings, model)), norm)
 
 
 def _accuracy_axes(ax, title, xlabel):
@@ -360,7 +431,8 @@ def _stage_lines(models, attacks, specs):
         for name, m in models.items():
             for e, by_stage in m.get(f"{attack}_stages", {}).items():
                 cells = [_pct(by_stage.get(s)) for s in stages]
-                lines.append("| " + " | ".join([name, e, *cells]) + " |")
+                shown = eps_value(e, specs[attack]["norm"])
+                lines.append("| " + " | ".join([name, shown, *cells]) + " |")
     return lines
 
 

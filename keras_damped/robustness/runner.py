@@ -23,14 +23,16 @@ def run_attack(attack, test, eps, config, meter=None, keep=0):
     """One attack at one radius over the attacked images, batch by batch,
     each batch with the seed `(config.seed, batch index)`.
 
-    Returns `{"robust", "stages", "max_linf", "in_range", "kept",
-    "seconds"}`: the per-example mask, the per-stage masks of a sequence,
-    the largest pixel change, whether every point stayed in [0, 1], the
-    first `keep` adversarial images and the wall time.
+    Returns `{"robust", "stages", "max_linf", "max_l2", "in_range", "kept",
+    "seconds", "cost"}`: the per-example mask, the per-stage masks of a
+    sequence, the largest pixel change, the longest change (L2), whether
+    every point stayed in [0, 1], the first `keep` adversarial images, the
+    wall time and the attack's counted work summed over the batches (None
+    when it does not count).
     """
     started = time.perf_counter()
-    robust, stages, kept = [], {}, None
-    max_linf, in_range = 0.0, True
+    robust, stages, kept, cost = [], {}, None, None
+    max_linf, max_l2, in_range = 0.0, 0.0, True
     for i, start in enumerate(range(0, test.attacked, config.batch_size)):
         stop = min(start + config.batch_size, test.attacked)
         x = test.images[start:stop]
@@ -38,7 +40,11 @@ def run_attack(attack, test, eps, config, meter=None, keep=0):
         robust.append(result.robust)
         for stage, mask in (result.stages or {}).items():
             stages.setdefault(stage, []).append(mask)
-        max_linf = max(max_linf, float(np.abs(result.x_adv - x).max()))
+        if result.cost is not None:
+            cost = add_counts(cost or {}, result.cost)
+        change = (result.x_adv - x).reshape(len(x), -1)
+        max_linf = max(max_linf, float(np.abs(change).max()))
+        max_l2 = max(max_l2, float(np.sqrt((change**2).sum(-1)).max()))
         in_range = in_range and bool(
             result.x_adv.min() >= 0 and result.x_adv.max() <= 1
         )
@@ -50,10 +56,23 @@ def run_attack(attack, test, eps, config, meter=None, keep=0):
         "robust": np.concatenate(robust),
         "stages": {k: np.concatenate(v) for k, v in stages.items()},
         "max_linf": max_linf,
+        "max_l2": max_l2,
         "in_range": in_range,
         "kept": kept,
         "seconds": round(time.perf_counter() - started, 1),
+        "cost": cost,
     }
+
+
+def add_counts(total, more):
+    """`total` plus `more`, nested dicts of counts added key by key."""
+    out = dict(total)
+    for key, value in more.items():
+        if isinstance(value, dict):
+            out[key] = add_counts(out.get(key, {}), value)
+        else:
+            out[key] = out.get(key, 0) + value
+    return out
 
 
 def evaluate_protocol(protocol, model_fn, correct, test, config, norm, advance):
