@@ -217,3 +217,37 @@ def test_study_jobs_quick(tmp_path):
     assert plans == [(1, cores), (cores, 1)]  # (1, 1) would repeat (cores, 1)
     assert all(positive(r["seconds"]) for r in record["rows"])
     assert "1.00x" in table
+
+
+@pytest.mark.slow
+def test_autoattack_agreement_quick(tmp_path, tiny_model_path):
+    """Both sides on 4 images of the untrained tiny model (ours only where
+    torchattacks is not installed), judged the same way, resumed from
+    the cache on a second run."""
+    extra = ["--model", tiny_model_path, "--examples", "4", "--cache"]
+    extra += [str(tmp_path / "parts")]
+    record, table = run_benchmark("autoattack_agreement", tmp_path, *extra)
+    (row,) = record["rows"]
+    assert row["norm"] == "linf" and 0 <= row["ours_robust"] <= row["clean"]
+    assert row["ours_invalid"] == 0  # every image in the ball and [0, 1]
+    assert row["ours_forward_passes"] >= 4
+    if record["torchattacks"]:
+        assert row["torchattacks_invalid"] == 0
+        assert (
+            row["agreement"]
+            == 1 - (row["only_ours_broke"] + row["only_theirs_broke"]) / 4
+        )
+    else:
+        assert "agreement" not in row and "| - |" in table
+    parts = sorted(p.name for p in (tmp_path / "parts").iterdir())
+    # A second run reuses every finished side.
+    run_script(
+        "autoattack_agreement",
+        "--quick",
+        "--out",
+        str(tmp_path / "again"),
+        *extra,
+    )
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == parts
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["rows"] == record["rows"]

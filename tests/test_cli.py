@@ -45,6 +45,24 @@ EVALUATE_REFUSALS = [
     (["--test-limit", "0"], r"--test-limit must be a positive integer"),
     (["--limit", "8"], r"--limit was renamed: use --test-limit"),
     (["--protocols", "pixel,authors-2021"], "protocol='authors-2021'"),
+    (["--norm", "l1"], r"argument --norm: invalid choice: 'l1'"),
+    (["--norm", "l2", "--attacks", "pgd,spsa"], r"\['spsa'\] cannot run in the l2"),
+    (["--robustbench-json", "rb.json", "--attacks", "pgd"], "needs AutoAttack"),
+    (
+        [
+            "--robustbench-json",
+            "rb.json",
+            "--attacks",
+            "autoattack",
+            "--apgd-steps",
+            "9",
+        ],
+        r"standard version \(apgd_steps=100.*apgd_steps=9",
+    ),
+    (
+        ["--robustbench-json", "rb.json", "--attacks", "autoattack", "--eps", "2,8"],
+        r"one radius.*\['2', '8'\]",
+    ),
 ]
 
 
@@ -91,6 +109,39 @@ def test_evaluate_command_writes_the_run_folder_and_keeps_it(
     assert run(argv) == 2  # refuses to replace results without --overwrite
     assert "already holds results" in capsys.readouterr().err
     assert (out / "report.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "norm,eps,shown", [("linf", "8", "8/255"), ("l2", "0.5", "0.5")]
+)
+def test_evaluate_writes_a_robustbench_entry_from_a_standard_run(
+    norm, eps, shown, tiny_model_path, tmp_path, capsys
+):
+    out, entry_path = tmp_path / "eval", tmp_path / "entry" / "model.json"
+    argv = ["evaluate", "--model", tiny_model_path, "--dataset", "fashion_mnist"]
+    argv += ["--norm", norm, "--attacks", "autoattack", "--eps", eps, "--noises"]
+    argv += ["none", "--test-limit", "6", "--out", str(out)]
+    assert run([*argv, "--robustbench-json", str(entry_path)]) == 0
+    assert f"Wrote the RobustBench entry {entry_path}" in capsys.readouterr().out
+    entry = json.loads(entry_path.read_text())
+    model = json.loads((out / "report.json").read_text())["models"]["in_resnet8"]
+    key = next(iter(model["attacks"]["autoattack"]))
+    assert entry["eps"] == shown
+    assert entry["threat_model"] == {"linf": "Linf", "l2": "L2"}[norm]
+    assert entry["clean_acc"] == f"{100 * model['attack_clean']:.2f}"
+    assert entry["autoattack_acc"] == f"{100 * model['attacks']['autoattack'][key]:.2f}"
+    assert entry["number_forward_passes"] == 1  # counted: one per prediction
+    ours = entry["keras_damped"]
+    assert ours["version"] == "standard" and ours["numbers"] == "reproduced"
+    assert ours["stages"] == model["cost"]["autoattack"][key]["stages"]
+    assert list(ours["stages"]) == ["apgd_ce", "apgd_t", "fab_t", "square"]
+    for field in ("link", "name", "authors", "venue", "reported"):
+        assert entry[field] is None  # the paper's details: the user's to fill
+    # A second run keeps the entry unless told to replace it.
+    before = entry_path.read_bytes()
+    code = run([*argv, "--robustbench-json", str(entry_path), "--out", str(out) + "2"])
+    assert code == 2 and "exists; pass --overwrite" in capsys.readouterr().err
+    assert entry_path.read_bytes() == before
 
 
 STUDY_REFUSALS = [

@@ -1,5 +1,7 @@
 """`keras-damped evaluate`: models side by side under noise and attacks."""
 
+import os
+
 from keras_damped.cli._configs import add_robustness_options
 from keras_damped.cli._configs import eval_config
 from keras_damped.cli._options import HELP_FORMAT
@@ -36,7 +38,15 @@ def add_parser(sub):
     add_setting(parser, EvalConfig, "std")
     parser.add_argument("--out", required=True, help="the output folder")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace the results in OUT"
+        "--robustbench-json",
+        metavar="FILE",
+        help="also write a RobustBench model entry (one model, AutoAttack's "
+        "standard version at one radius) to FILE",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results in OUT (and FILE)",
     )
     parser.set_defaults(run=run)
 
@@ -55,9 +65,22 @@ def run(args):
     from keras_damped.robustness import evaluate
 
     settings = config(args)
+    models = split_all(args.model)
     check_out_dir(args.out, args.overwrite)
-    report = evaluate(split_all(args.model), settings)
+    if args.robustbench_json:
+        from keras_damped.robustness import leaderboard
+
+        leaderboard.check_leaderboard_run(settings, len(models))
+        if os.path.exists(args.robustbench_json) and not args.overwrite:
+            raise FileExistsError(
+                f"{args.robustbench_json} exists; pass --overwrite to replace it."
+            )
+    report = evaluate(models, settings)
     out = report.save(args.out, overwrite=args.overwrite)
     print(report.to_markdown())
     print(f"Wrote {out}/report.json, report.md and plots/*.png.")
+    if args.robustbench_json:
+        entry = leaderboard.robustbench_entry(report)
+        leaderboard.write_entry(entry, args.robustbench_json, overwrite=True)
+        print(f"Wrote the RobustBench entry {args.robustbench_json}.")
     print(f"TensorBoard: tensorboard --logdir {out}/tb")
