@@ -47,6 +47,11 @@ DEMO_EVAL := --dataset fashion_mnist --attacks fgsm,pgd,autoattack --eps 2,8 \
 	--noises gaussian,shot,impulse,speckle --severities 1-5 --test-limit 500 \
 	--attack-limit 200 --eval-batch-size 200 \
 	--protocols pixel,authors-2020-06,authors-2020-08 --protocol-attacks fgsm,pgd
+# The same models in the L2 ball: PGD and AutoAttack (the same reduced,
+# labelled budget) at CIFAR-10's standard radius 0.5.
+DEMO_EVAL_L2 := --dataset fashion_mnist --norm l2 --attacks pgd,autoattack --eps 0.5 \
+	--apgd-steps 20 --target-classes 3 --square-queries 200 --noises none \
+	--test-limit 500 --attack-limit 200 --eval-batch-size 200
 
 demo: $(STAMP) data
 	@start=$$(date +%s); \
@@ -58,9 +63,13 @@ demo: $(STAMP) data
 	echo "== evaluating"; \
 	$(BIN)/keras-damped evaluate $(DEMO_EVAL) --out runs/demo/eval --overwrite \
 		$(foreach m,$(DEMO_MODELS),--model runs/demo/$(m)/model.keras) || exit 1; \
+	echo "== evaluating in the L2 ball"; \
+	$(BIN)/keras-damped evaluate $(DEMO_EVAL_L2) --out runs/demo/eval-l2 --overwrite \
+		$(foreach m,$(DEMO_MODELS),--model runs/demo/$(m)/model.keras) || exit 1; \
 	echo "Demo finished in $$(( $$(date +%s) - start )) s."; \
 	echo "Open the logs:  tensorboard --logdir runs/demo"; \
-	echo "Report:         runs/demo/eval/report.md, plots in runs/demo/eval/plots/"
+	echo "Report:         runs/demo/eval/report.md, plots in runs/demo/eval/plots/"; \
+	echo "L2:             runs/demo/eval-l2/report.md"
 
 # The CPU benchmarks with their default settings, one after the other
 # (about 70 minutes on 2 cores); results in benchmarks/results/*.{json,md}.
