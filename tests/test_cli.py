@@ -192,6 +192,8 @@ def test_models_lists_the_presets_and_refuses_an_unknown_pattern(capsys):
     assert run(["models", "--pattern", "in_resnet2*"]) == 0
     table = capsys.readouterr().out
     assert "| in_resnet20 " in table and "| 272,384 " in table
+    # In-ResNet's k ~ U(0.75, 0.80) (the paper's code), so lambda = 1 - k:
+    assert "| U(0.20, 0.25) " in table
     assert "resnet110" not in table
     assert run(["models", "--pattern", "vgg*"]) == 2
     assert "No model matches ['vgg*']" in capsys.readouterr().err

@@ -44,7 +44,12 @@ def add_parser(sub):
             required=True,
             help="a .keras file; repeat (or comma-separate) for several models",
         )
-        parser.add_argument("--dataset", default="cifar10")
+        parser.add_argument(
+            "--dataset",
+            default="fashion_mnist",
+            help="cifar10, cifar100 or fashion_mnist (the offline default, as "
+            "in train, evaluate and study)",
+        )
         parser.add_argument(
             "--test-limit",
             type=positive_int("--test-limit"),

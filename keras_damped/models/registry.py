@@ -92,7 +92,6 @@ def create_model(name, **overrides):
 
 def models_table(patterns=("*",)):
     """The registered models matching `patterns` as a Markdown table."""
-    import numpy as np
 
     from keras_damped.models.inspect import damping_values
 
@@ -116,15 +115,7 @@ def models_table(patterns=("*",)):
         model = create_model(name)
         _, description, kwargs = preset_config(name)
         first = model.get_layer("stage1_block1")
-        lams = np.concatenate(
-            [np.ravel(v) for v in damping_values(model).values()] or [np.zeros(0)]
-        )
-        if lams.size == 0:
-            lam = "0 (ResNet)"
-        elif lams.min() == lams.max():
-            lam = f"{lams.min():.2f} (fixed)"
-        else:
-            lam = f"{lams.min():.3f} - {lams.max():.3f}"
+        lam = _initial_lambda(model)
         rows.append(
             [
                 name,
@@ -150,6 +141,34 @@ def models_table(patterns=("*",)):
         "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows
     ]
     return "\n".join(lines)
+
+
+def _initial_lambda(model):
+    """The damping a fresh model starts from, as its initialiser draws it:
+    "0 (ResNet)", "1.00 (fixed)" or the range lambda is drawn from, from the
+    first damped merge's initialiser of k (the same for every block)."""
+    from keras import initializers
+
+    from keras_damped.layers.damped_add import DampedAdd
+
+    merges = [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, DampedAdd)
+        and not (layer.variant == "fixed" and layer.value == 0)
+    ]
+    if not merges:  # every merge an exact ResNet add
+        return "0 (ResNet)"
+    merge = merges[0]
+    if merge.variant == "fixed":
+        return f"{merge.value:.2f} (fixed)"
+    init = merge.initializer
+    if not isinstance(init, initializers.RandomUniform):
+        return type(init).__name__
+    low, high = init.minval, init.maxval
+    if merge.variant == "in":  # lambda = relu(1 - k)
+        low, high = 1 - high, 1 - low
+    return f"U({low:.2f}, {high:.2f})"
 
 
 def _non_trainable(model):

@@ -86,7 +86,11 @@ class EvalConfig:
         plugins: modules to import first (they register attacks).
     """
 
-    dataset: str = setting("cifar10", help="cifar10, cifar100 or fashion_mnist")
+    dataset: str = setting(
+        "fashion_mnist",
+        help="cifar10, cifar100 or fashion_mnist (the offline default, as in "
+        "train and study)",
+    )
     attacks: list = setting(
         factory=lambda: ["fgsm", "ifgsm", "pgd"],
         help="comma-separated registered attacks: fgsm, ifgsm, pgd, mim, cw_l2, "
