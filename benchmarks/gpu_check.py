@@ -81,14 +81,47 @@ def measure(precision, steps, repeats, batch_size):
     }
 
 
+def table(results):
+    """The record as the Markdown table the script prints (and writes next
+    to --json)."""
+    lines = [
+        f"{results['device']}, Keras {results['keras']} on {results['backend']}, "
+        f"{results['model']}, batch {results['batch_size']}, XLA",
+        "",
+        "| precision | train images/s | 50k-image epoch (s) | peak memory (GiB) |",
+        "|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        lines.append(
+            f"| {run['precision']} | {run['images_per_s']} | {run['epoch_50k_s']} | "
+            f"{run['peak_memory_gib']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--precisions", default="mixed_bfloat16,float32")
-    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument(
+        "--json",
+        default=None,
+        help="also write the results here (and the table next to it, .md)",
+    )
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        help="measure nothing: write the table of a recorded JSON next to it",
+    )
     args = parser.parse_args()
+    if args.render:
+        with open(args.render) as f:
+            results = json.load(f)
+        with open(args.render.removesuffix(".json") + ".md", "w") as f:
+            f.write(table(results))
+        return
     results = {
         "device": device_name(),
         "backend": keras.backend.backend(),
@@ -101,20 +134,12 @@ def main():
             for p in args.precisions.split(",")
         ],
     }
-    print(
-        f"{results['device']}, Keras {results['keras']} on {results['backend']}, "
-        f"in_resnet110, batch {args.batch_size}, XLA"
-    )
-    print("| precision | train images/s | 50k-image epoch (s) | peak memory (GiB) |")
-    print("|---|---|---|---|")
-    for run in results["runs"]:
-        print(
-            f"| {run['precision']} | {run['images_per_s']} | {run['epoch_50k_s']} | "
-            f"{run['peak_memory_gib']} |"
-        )
+    print(table(results))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+        with open(args.json.removesuffix(".json") + ".md", "w") as f:
+            f.write(table(results))
 
 
 if __name__ == "__main__":
