@@ -145,9 +145,13 @@ class RobustnessReport:
             + _attacked(settings)
             + f", seed {settings['seed']}. Accuracy in %. Threat model: "
             f"{NORM_NAMES[norm]}. Attacks in pixel space [0, 1] with the "
-            f"normalisation inside the model; {units}. Noise: "
-            f"{settings['noise_source']}, mean over severities "
-            f"{settings['severities']}.",
+            f"normalisation inside the model; {units}."
+            + (
+                f" Noise: {settings['noise_source']}, mean over severities "
+                f"{settings['severities']}."
+                if noises
+                else ""
+            ),
         ]
         budgets = [
             f"{specs[a]['label']}: {budget_text(specs[a])}"
