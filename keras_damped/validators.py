@@ -64,51 +64,53 @@ def choice(name, value, choices):
     return value
 
 
-def l2_eps_list(name, values):
-    """L2 radii in pixel units (0.5: the Euclidean length of the whole
-    change), each positive and finite; sorted, duplicates removed."""
+def _radii(name, values, inside, complaint):
+    """`values` (one number or several) as sorted distinct floats, each a
+    real number (not a bool) for which `inside` holds; else ValueError with
+    `complaint(value)`."""
     if isinstance(values, (int, float, np.integer, np.floating)):
         values = [values]
     out = []
     for value in values:
-        ok = (
-            not isinstance(value, bool)
-            and isinstance(value, (int, float, np.integer, np.floating))
-            and math.isfinite(value)
-            and value > 0
+        number = not isinstance(value, bool) and isinstance(
+            value, (int, float, np.integer, np.floating)
         )
-        if not ok:
-            raise ValueError(
-                f"{name} must be L2 radii, positive finite numbers in pixel units "
-                f"(e.g. 0.5). Received: {name}={value!r}"
-            )
+        if not (number and math.isfinite(value) and inside(float(value))):
+            raise ValueError(complaint(value))
         out.append(float(value))
     return sorted(set(out))
+
+
+def l2_eps_list(name, values):
+    """L2 radii in pixel units (0.5: the Euclidean length of the whole
+    change), each positive and finite; sorted, duplicates removed."""
+    return _radii(
+        name,
+        values,
+        lambda v: v > 0,
+        lambda v: (
+            f"{name} must be L2 radii, positive finite numbers in pixel "
+            f"units (e.g. 0.5). Received: {name}={v!r}"
+        ),
+    )
 
 
 def eps_list(name, values):
     """L-infinity radii in pixel units (8/255), each in (0, 255/255]; sorted,
     duplicates removed. The message gives the radius in units of 1/255."""
-    if isinstance(values, (int, float, np.integer, np.floating)):
-        values = [values]
-    out = []
-    for value in values:
-        ok = (
-            not isinstance(value, bool)
-            and isinstance(value, (int, float, np.integer, np.floating))
-            and math.isfinite(value)
-            and 0 < round(255 * float(value), 6) <= MAX_EPS_255
+
+    def complaint(value):
+        shown = (
+            f"{255 * value:g}/255"
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else repr(value)
         )
-        if not ok:
-            shown = (
-                f"{255 * value:g}/255"
-                if isinstance(value, (int, float)) and not isinstance(value, bool)
-                else repr(value)
-            )
-            raise ValueError(
-                f"{name} must be radii in (0, 255] in units of 1/255 (pixel units "
-                f"(0, 1], e.g. 8/255; 255 is the whole pixel range). "
-                f"Received: {name}={shown}"
-            )
-        out.append(float(value))
-    return sorted(set(out))
+        return (
+            f"{name} must be radii in (0, 255] in units of 1/255 (pixel units "
+            f"(0, 1], e.g. 8/255; 255 is the whole pixel range). "
+            f"Received: {name}={shown}"
+        )
+
+    return _radii(
+        name, values, lambda v: 0 < round(255 * v, 6) <= MAX_EPS_255, complaint
+    )
