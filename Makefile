@@ -72,7 +72,8 @@ demo: $(STAMP) data
 	echo "L2:             runs/demo/eval-l2/report.md"
 
 # The CPU benchmarks with their default settings, one after the other
-# (about 70 minutes on 2 cores); results in benchmarks/results/*.{json,md}.
+# (the sum of their times in docs/performance.md, about 70 minutes on 2
+# cores; the total was not measured); results in benchmarks/results/*.{json,md}.
 BENCHMARKS := throughput speedups damping_overhead attack_speed precision_check \
 	frameworks study_jobs
 

@@ -1,6 +1,8 @@
 """Writes the reference pages that are generated from the code, so they
 cannot drift from it: docs/cli.md from `keras_damped.cli.build_parser()`
-(every command, flag, default and choice).
+(every command, flag, default and choice) and docs/presets.md from the
+model registry (every preset, built: its parameters, damped blocks and the
+range its damping starts from).
 
     python docs/generate.py          # rewrite the pages
     python docs/generate.py --check  # exit 1 if a page is out of date (CI)
@@ -90,7 +92,32 @@ def _renames():
     return [*lines, ""]
 
 
-PAGES = {"cli.md": cli_reference}
+def presets():
+    """docs/presets.md's text: `keras-damped models`' table."""
+    from keras_damped.models.registry import models_table
+
+    return "\n".join(
+        [
+            "# Presets",
+            "",
+            "Every registered model, built (`create_model(name)`, CIFAR-sized "
+            "input): generated from the registry by `python docs/generate.py`, "
+            "the same table as `keras-damped models`; the test suite fails when "
+            "this page and the registry differ. Trainable parameters; `damped "
+            "blocks`: blocks with a damped merge (every identity-shortcut block "
+            "but the first of each stage); `initial lambda`: what lambda is "
+            "drawn from (In: relu(1 - k), k ~ U(0.75, 0.80); lambda-In: relu(k), "
+            "k ~ U(0.20, 0.25); the depth-164 presets use the reference's wider "
+            "ranges), fixed for the `cnn*` presets (lambda = 1) and 0 for plain "
+            "ResNets.",
+            "",
+            models_table(["*"]),
+            "",
+        ]
+    )
+
+
+PAGES = {"cli.md": cli_reference, "presets.md": presets}
 
 
 def main(argv=None):

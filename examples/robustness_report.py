@@ -1,6 +1,6 @@
-"""Evaluate saved CIFAR-10 models the way the paper does, side by side.
+"""Evaluate saved CIFAR-10 models with the paper's columns, side by side.
 
-The paper's robustness protocol (docs/paper.md section 5) on the CIFAR-10 test
+The paper's robustness columns (docs/paper.md section 5) on the CIFAR-10 test
 set: the CIFAR-10-C noise group (gaussian, shot, impulse and speckle noise at
 severities 1-5, the real files through TFDS when they are there) and the
 FGSM, IFGSM and PGD attacks (20 steps of 2/255; PGD from a uniform random

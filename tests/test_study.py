@@ -808,8 +808,8 @@ def test_tensorboard_serves_the_hparams_and_the_damping(resumed_study):
 # --- arguments and the CIFAR-10 recipe -------------------------------------------
 
 
-def test_readme_shows_the_cifar10_recipe():
-    with open(os.path.join(REPO, "README.md")) as f:
+def test_the_results_page_shows_the_cifar10_recipe():
+    with open(os.path.join(REPO, "docs", "results.md")) as f:
         assert CIFAR10_PAPER in f.read()
 
 
