@@ -189,35 +189,7 @@ class RobustnessReport:
         lines += _severity_lines(settings, models)
         lines += _protocol_lines(settings, models)
         lines += ["", "Sanity checks:", ""]
-        for name, m in models.items():
-            s = m["sanity"]
-            lines.append(
-                f"- {name}: adversarial points in the eps-ball "
-                f"{'yes' if s['in_ball'] else 'NO'}, in [0, 1] "
-                f"{'yes' if s['in_range'] else 'NO'}; "
-                + (
-                    f"PGD at {_large_text(settings, m)}: {_pct(s['large_eps_pgd'])}%; "
-                    if s["large_eps_pgd"] is not None
-                    else "no attack; "
-                )
-                + (
-                    "Square below the gradient attacks by "
-                    + ", ".join(
-                        f"{100 * g:.1f} (eps {eps_value(e, norm)})"
-                        for e, g in s["square_gain"].items()
-                    )
-                    + " points; "
-                    if s.get("square_gain")
-                    else ""
-                )
-                + ("; ".join(s["flags"]) if s["flags"] else "no flags")
-                + (
-                    "; AutoAttack's own checks: "
-                    + ("; ".join(s["autoattack_flags"]) or "no flags")
-                    if "autoattack_flags" in s
-                    else ""
-                )
-            )
+        lines += [_sanity_line(settings, name, m) for name, m in models.items()]
         return "\n".join(lines) + "\n"
 
     def plot(self, out_dir):
@@ -382,6 +354,39 @@ class RobustnessReport:
             self.plot(os.path.join(staging, "plots"))
             self.write_tensorboard(os.path.join(staging, "tb"))
         return os.path.abspath(out_dir)
+
+
+def _sanity_line(settings, name, model):
+    """report.md's line of one model's sanity checks."""
+    norm = report_norm(settings)
+    s = model["sanity"]
+    return (
+        f"- {name}: adversarial points in the eps-ball "
+        f"{'yes' if s['in_ball'] else 'NO'}, in [0, 1] "
+        f"{'yes' if s['in_range'] else 'NO'}; "
+        + (
+            f"PGD at {_large_text(settings, model)}: {_pct(s['large_eps_pgd'])}%; "
+            if s["large_eps_pgd"] is not None
+            else "no attack; "
+        )
+        + (
+            "Square below the gradient attacks by "
+            + ", ".join(
+                f"{100 * g:.1f} (eps {eps_value(e, norm)})"
+                for e, g in s["square_gain"].items()
+            )
+            + " points; "
+            if s.get("square_gain")
+            else ""
+        )
+        + ("; ".join(s["flags"]) if s["flags"] else "no flags")
+        + (
+            "; AutoAttack's own checks: "
+            + ("; ".join(s["autoattack_flags"]) or "no flags")
+            if "autoattack_flags" in s
+            else ""
+        )
+    )
 
 
 def _large_radius(settings, model):
