@@ -130,7 +130,9 @@ def test_evaluate_writes_a_robustbench_entry_from_a_standard_run(
     assert entry["threat_model"] == {"linf": "Linf", "l2": "L2"}[norm]
     assert entry["clean_acc"] == f"{100 * model['attack_clean']:.2f}"
     assert entry["autoattack_acc"] == f"{100 * model['attacks']['autoattack'][key]:.2f}"
-    assert entry["number_forward_passes"] == 1  # counted: one per prediction
+    # Counted: one per prediction, an integer as in RobustBench's entries.
+    assert entry["number_forward_passes"] == 1
+    assert isinstance(entry["number_forward_passes"], int)
     ours = entry["keras_damped"]
     assert ours["version"] == "standard" and ours["numbers"] == "reproduced"
     assert ours["stages"] == model["cost"]["autoattack"][key]["stages"]

@@ -51,6 +51,14 @@ def check_leaderboard_run(config, model_count):
         )
 
 
+def _passes_per_prediction(passes, examples):
+    """RobustBench's `number_forward_passes`: an integer (1 for a model
+    that predicts in one pass), the ratio where the count does not divide."""
+    if passes % examples == 0:
+        return passes // examples
+    return round(passes / examples, 6)
+
+
 def robustbench_entry(report, architecture=None):
     """The entry of the report's one model (see the module's docstring)."""
     settings = report.data["settings"]
@@ -65,7 +73,7 @@ def robustbench_entry(report, architecture=None):
         "name": None,
         "authors": None,
         "additional_data": False,
-        "number_forward_passes": round(cost["clean_passes"] / examples, 6),
+        "number_forward_passes": _passes_per_prediction(cost["clean_passes"], examples),
         "dataset": settings["dataset"],
         "venue": None,
         "architecture": architecture or label,
