@@ -4,7 +4,9 @@ The same saved `.keras` models, the same first `--examples` Fashion-MNIST
 test images and radii (L-infinity 8/255, L2 0.5): ours
 (`make_attack("autoattack", ..., Budget(norm=...))` at the standard budget,
 TensorFlow) and torchattacks' `AutoAttack(version="standard")` (APGD-CE,
-APGD-T, FAB-T, Square with the official budgets), run on the same model
+APGD-T, FAB-T, Square; it passes no iteration count, so its three
+gradient stages run their class default of 10, not the official 100;
+Square has the official 5,000 queries), run on the same model
 loaded under `KERAS_BACKEND=torch` (a Keras 3 model is a `torch.nn.Module`
 there; a wrapper turns torchattacks' NCHW batches into the model's NHWC).
 
