@@ -3,12 +3,15 @@
 The same saved `.keras` models, the same first `--examples` Fashion-MNIST
 test images and radii (L-infinity 8/255, L2 0.5): ours
 (`make_attack("autoattack", ..., Budget(norm=...))` at the standard budget,
-TensorFlow) and torchattacks' `AutoAttack(version="standard")` (APGD-CE,
-APGD-T, FAB-T, Square; it passes no iteration count, so its three
-gradient stages run their class default of 10, not the official 100;
-Square has the official 5,000 queries), run on the same model
-loaded under `KERAS_BACKEND=torch` (a Keras 3 model is a `torch.nn.Module`
-there; a wrapper turns torchattacks' NCHW batches into the model's NHWC).
+TensorFlow) and torchattacks' standard sequence at the official budgets:
+the `MultiAttack` of APGD-CE, APGD-T (9 targets), FAB-T (9 targets) and
+Square (5,000 queries) that its `AutoAttack(version="standard")` builds,
+each attack on the points the previous ones left robust, but with the
+official 100 iterations for the three gradient attacks (its `AutoAttack`
+passes no `steps`, so they would run their class default of 10). It runs
+on the same model loaded under `KERAS_BACKEND=torch` (a Keras 3 model is
+a `torch.nn.Module` there; a wrapper turns torchattacks' NCHW batches
+into the model's NHWC).
 
 Each side runs in a fresh process and saves its adversarial images; this
 process then judges both sets the same way, with TensorFlow: an example
@@ -40,6 +43,9 @@ import _common
 RADII = {"linf": 8 / 255, "l2": 0.5}
 SIDES = ("ours", "torchattacks")
 TOLERANCE = {"linf": 1e-6, "l2": 1e-5}
+STEPS = 100  # the official standard AutoAttack's iterations per gradient attack
+# Cache names carry each side's budget, so no cached side of another is reused.
+CACHE_TAG = {"ours": "ours", "torchattacks": f"torchattacks-steps{STEPS}"}
 
 
 def load_images(examples):
@@ -85,13 +91,22 @@ def run_torchattacks(model_path, norm, x, y):
 
     net = ChannelsLast(model).eval()
     images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-    attack = torchattacks.AutoAttack(
-        net,
-        norm={"linf": "Linf", "l2": "L2"}[norm],
-        eps=RADII[norm],
-        version="standard",
-        n_classes=int(model.output_shape[-1]),
-        seed=0,
+    common = {
+        "norm": {"linf": "Linf", "l2": "L2"}[norm],
+        "eps": RADII[norm],
+        "seed": 0,
+        "n_restarts": 1,
+    }
+    classes = int(model.output_shape[-1])
+    attack = torchattacks.MultiAttack(
+        [
+            torchattacks.APGD(net, loss="ce", steps=STEPS, **common),
+            torchattacks.APGDT(net, n_classes=classes, steps=STEPS, **common),
+            torchattacks.FAB(
+                net, multi_targeted=True, n_classes=classes, steps=STEPS, **common
+            ),
+            torchattacks.Square(net, n_queries=5000, **common),
+        ]
     )
     started = time.perf_counter()
     adv = attack(images, torch.from_numpy(y))
@@ -142,7 +157,7 @@ def measure(args, model_path, norm, cache, sides):
     row = {"model": Path(model_path).parent.name, "norm": norm}
     masks = {}
     for side in sides:
-        stem = f"{row['model']}-{norm}-{side}-{args.examples}"
+        stem = f"{row['model']}-{norm}-{CACHE_TAG[side]}-{args.examples}"
         part = str(cache / stem)
         if not os.path.isfile(part + ".json"):
             command = [sys.executable, __file__, "--worker", side]
@@ -261,7 +276,8 @@ def main(argv=None):
     }
     title = (
         f"Standard AutoAttack, ours vs torchattacks "
-        f"{installed['torchattacks'] if installed else '(not installed)'}: robust "
+        f"{installed['torchattacks'] if installed else '(not installed)'}'s "
+        f"standard sequence at the official {STEPS} iterations: robust "
         f"accuracy (%) on the first {args.examples} Fashion-MNIST test images, "
         "each side's adversarial images judged by the same TensorFlow model "
         "(agreement: examples with the same verdict); wall time of each "
