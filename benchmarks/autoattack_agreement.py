@@ -276,8 +276,8 @@ def main(argv=None):
     }
     title = (
         f"Standard AutoAttack, ours vs torchattacks "
-        f"{installed['torchattacks'] if installed else '(not installed)'}'s "
-        f"standard sequence at the official {STEPS} iterations: robust "
+        f"{installed['torchattacks'] if installed else '(not installed)'} (its "
+        f"standard sequence at the official {STEPS} iterations): robust "
         f"accuracy (%) on the first {args.examples} Fashion-MNIST test images, "
         "each side's adversarial images judged by the same TensorFlow model "
         "(agreement: examples with the same verdict); wall time of each "
