@@ -81,7 +81,10 @@ def test_landscapes_on_a_trained_model(trained_small_model, tmp_path):
     x, y = images / np.float32(255), labels
     model = trained_small_model
     models = {"in_resnet14": model}
-    one = landscape_1d(models, x, y, "sign_gradient", T=8 / 255, points=9)
+    probes = {}  # the 1D and 2D landscapes below share one traced probe
+    one = landscape_1d(
+        models, x, y, "sign_gradient", T=8 / 255, points=9, probes=probes
+    )
     losses = one["models"]["in_resnet14"]["loss"]
     plain = float(
         tf.reduce_mean(
@@ -93,7 +96,8 @@ def test_landscapes_on_a_trained_model(trained_small_model, tmp_path):
     assert one["t"][4] == 0 and losses[4] == pytest.approx(plain, rel=1e-5)
     assert losses[5] >= losses[4]  # uphill along the attack direction
     assert losses[8] > losses[4]
-    two = landscape_2d(model, x, y, T=8 / 255, points=5)
+    two = landscape_2d(model, x, y, T=8 / 255, points=5, probes=probes)
+    assert len(probes) == 1  # traced once, probed along a line and a plane
     grid = np.array(two["loss"])
     assert grid.shape == (5, 5)
     np.testing.assert_allclose(two["t"], -np.array(two["t"][::-1]))

@@ -46,12 +46,17 @@ def direction(model, x, y, kind="sign_gradient", seed=0):
     return grad / tf.reshape(tf.maximum(norm, 1e-12), (-1,) + (1,) * (x.shape.rank - 1))
 
 
-def _probe(model, x):
+def _probe(model, x, probes=None):
     """`probe(x, y, d_a, a, d_b, b, clip) -> (loss, accuracy)` at
     `x + a * d_a + b * d_b` (clipped to [0, 1] if `clip`): one graph per
     model, traced once for `x`'s shape, so a grid of points costs forward
     passes, not eager layer-by-layer dispatch (the tiny study's landscape
-    and the analysis test ran about 2.5x faster)."""
+    and the analysis test ran about 2.5x faster). `probes` ({}): graphs
+    already traced, reused for the same model and shape (`analyze` probes
+    each model along several directions and in the plane)."""
+    key = (id(model), tuple(x.shape))
+    if probes is not None and key in probes:
+        return probes[key][1]
     fn = logits_fn(model)
     spec = tf.TensorSpec(x.shape, tf.float32)
     scalar = tf.TensorSpec((), tf.float32)
@@ -76,11 +81,21 @@ def _probe(model, x):
         correct = tf.argmax(logits, -1, output_type=tf.int32) == y
         return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
 
+    if probes is not None:
+        probes[key] = (model, probe)  # the model kept: its id stays its own
     return probe
 
 
 def landscape_1d(
-    models, x, y, kind="sign_gradient", T=16 / 255, points=33, clip=True, seed=0
+    models,
+    x,
+    y,
+    kind="sign_gradient",
+    T=16 / 255,
+    points=33,
+    clip=True,
+    seed=0,
+    probes=None,
 ):
     """Mean loss and accuracy of `model(x + t * d)` for t in [-T, T].
 
@@ -96,6 +111,9 @@ def landscape_1d(
         points: grid points (odd includes t = 0).
         clip: clip `x + t * d` to [0, 1] (the plots say which).
         seed: seed of the random direction.
+        probes: a dict in which the traced probe of each model is kept for
+            later calls with the same models and batch shape (see
+            `analyze`); None traces afresh.
 
     Returns:
         {"t": [...], "kind", "clip", "models": {name: {"loss": [...],
@@ -108,7 +126,7 @@ def landscape_1d(
     out = {"t": ts.tolist(), "kind": kind, "clip": clip, "T": T, "models": {}}
     for name, model in models.items():
         d = direction(model, x, y, kind, seed)
-        probe = _probe(model, x)
+        probe = _probe(model, x, probes)
         zero = tf.zeros_like(x)
         losses, accs = [], []
         for t in ts:
@@ -119,8 +137,10 @@ def landscape_1d(
     return out
 
 
-def landscape_2d(model, x, y, T=16 / 255, points=11, clip=True, seed=0):
+def landscape_2d(model, x, y, T=16 / 255, points=11, clip=True, seed=0, probes=None):
     """Mean loss over the plane (attack direction, random direction).
+
+    `probes`: as in `landscape_1d`.
 
     Returns:
         {"t": grid, "loss": points x points list (rows: attack direction
@@ -131,7 +151,7 @@ def landscape_2d(model, x, y, T=16 / 255, points=11, clip=True, seed=0):
     y = tf.convert_to_tensor(y, tf.int32)
     attack = direction(model, x, y, "sign_gradient")
     random = direction(model, x, y, "random", seed)
-    probe = _probe(model, x)
+    probe = _probe(model, x, probes)
     ts = np.linspace(-T, T, points)
     grid = np.zeros((points, points))
     for i, a in enumerate(ts):

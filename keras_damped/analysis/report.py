@@ -55,14 +55,15 @@ def analyze(
             "models": list(models),
         }
     }
+    probes = {}  # one traced probe per model for every landscape below
     if "landscape" in parts or "landscape_1d" in parts:
         result["landscape_1d"] = {
-            kind: landscape_1d(models, x, y, kind, T, points, clip, seed)
+            kind: landscape_1d(models, x, y, kind, T, points, clip, seed, probes)
             for kind in ("sign_gradient", "random")
         }
     if "landscape" in parts:
         result["landscape_2d"] = {
-            name: landscape_2d(model, x, y, T, points_2d, clip, seed)
+            name: landscape_2d(model, x, y, T, points_2d, clip, seed, probes)
             for name, model in models.items()
         }
     if "stability" in parts:
