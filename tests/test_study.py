@@ -510,7 +510,9 @@ def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path, capsys):
     and its resnet20 seed 0 was SIGKILLed after its first epoch and resumed;
     the same run alone and straight through, in the study's own process
     (--jobs 1, trained with --train-only and then evaluated), has the same
-    weights and the same evaluation, digit for digit (same thread count)."""
+    weights and the same evaluation, digit for digit (same thread count:
+    the workers set 1 through tf.config, this process runs with the
+    TF_NUM_INTRAOP_THREADS=1 of conftest.py)."""
     out, log = resumed_study
     assert "2 run(s) at once, 1 thread(s) each" in log
     argv = list(TINY)
@@ -518,19 +520,16 @@ def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path, capsys):
     argv[argv.index("--seeds") + 1] = "0"
     argv.remove("--landscape")  # a study-level output, not compared here
     alone = str(tmp_path / "alone")
-    command = [sys.executable, "-m", "keras_damped.cli", "study", *argv]
     # First --train-only (training, nothing else), then the same command
     # without it evaluates the trained run: together the same run as the
     # fixture's.
-    result = subprocess.run(
-        [*command, "--jobs", "1", "--out", alone, "--train-only"],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    capsys.readouterr()
+    assert (
+        cli.main(["study", *argv, "--jobs", "1", "--out", alone, "--train-only"]) == 0
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "1 run(s) at once, 1 thread(s) each" in result.stdout
-    assert "the same command without --train-only evaluates them" in result.stdout
+    printed = capsys.readouterr().out
+    assert "1 run(s) at once, 1 thread(s) each" in printed
+    assert "the same command without --train-only evaluates them" in printed
     run = os.path.join("runs", "resnet20", "seed0")
     assert os.path.isfile(os.path.join(alone, run, "model.keras"))
     assert not os.path.exists(os.path.join(alone, run, "eval"))

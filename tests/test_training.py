@@ -100,6 +100,9 @@ def test_real_fashion_mnist_run(trained_small_run, capsys):
         "tb",
     ]
     assert record["resolved"]["steps_per_epoch"] == 47  # ceil(3000 / 64)
+    # The thread count TensorFlow ran with: TF_NUM_INTRAOP_THREADS, which
+    # conftest.py sets (no tf.config call involved).
+    assert record["resolved"]["intra_op_threads"] == 1
     # 2 x 47 = 94 steps: the rate drops at steps 47 and 70 (50%, 75% = 70.5).
     assert record["resolved"]["lr_switch"]["step"] == [47, 70]
     assert record["resolved"]["lr_switch"]["epoch"] == [1.0, round(70 / 47, 4)]

@@ -134,6 +134,18 @@ def resolve_precision(setting):
     return "float32"
 
 
+def intra_op_threads():
+    """The intra-op thread count TensorFlow runs with in this process: the
+    one set through `tf.config`, else `TF_NUM_INTRAOP_THREADS` (which
+    TensorFlow reads when the config leaves it at 0), else 0 (its default,
+    one per core)."""
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
+    if threads:
+        return threads
+    value = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    return int(value) if value.isdigit() else 0
+
+
 def use_cpu_threads(threads):
     """Runs TensorFlow's kernels on `threads` threads in this process.
 
@@ -150,7 +162,7 @@ def use_cpu_threads(threads):
         The intra-op thread count in effect (0: TensorFlow's default, one
         per core).
     """
-    current = tf.config.threading.get_intra_op_parallelism_threads()
+    current = intra_op_threads()
     if threads is None or threads == current:
         return current
     try:
@@ -427,9 +439,7 @@ def _resolved(config, info, strategy, model, data, steps, decided):
     return {
         "jit_compile": decided["jit_compile"],
         "jit_compile_rule": decided["jit_compile_rule"],
-        "intra_op_threads": (
-            tf.config.threading.get_intra_op_parallelism_threads() or "default"
-        ),
+        "intra_op_threads": intra_op_threads() or "default",
         "precision": decided["precision"],
         "input_shape": list(info.input_shape),
         "num_classes": info.num_classes,
