@@ -116,8 +116,9 @@ def models_table(patterns=("*",)):
     for name in names:
         # Only shapes and settings are read, so the weights are never
         # initialised (Keras defers a variable created in a stateless scope
-        # until something initialises it): the whole table about 3x faster,
-        # the ResNeXt presets' 100 M random draws having been most of it.
+        # until something initialises it, and keeps it registered until its
+        # session is cleared): the whole table about 3x faster, the ResNeXt
+        # presets' 100 M random draws having been most of it.
         with keras.StatelessScope(initialize_variables=False):
             model = create_model(name)
         _, description, kwargs = preset_config(name)
