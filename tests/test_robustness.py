@@ -37,8 +37,14 @@ def test_every_attack_stays_in_its_ball_and_range_and_weakens_with_eps(
     trained_small_model, fm_images
 ):
     """Every registered attack, through the evaluation: inside its ball
-    (L-inf; C&W is reported at an L2 radius) and [0, 1], never above the
-    clean accuracy, and not stronger at a smaller eps."""
+    (L-inf; C&W is reported at an L2 radius) and [0, 1], and of the
+    examples correct clean, leaving no more robust at the larger eps.
+
+    Among the examples correct clean: an attack's accuracy is taken on its
+    adversarial images, and a weak attack can make an example misclassified
+    clean right (SPSA's random start of +-16/255 at 3 steps does on the
+    in_resnet14 this suite trains with AVX2 arithmetic, whose test image 1
+    is narrowly wrong); such an example was never robust."""
     images, labels = fm_images
     every = evaluate(
         trained_small_model,
@@ -57,9 +63,11 @@ def test_every_attack_stays_in_its_ball_and_range_and_weakens_with_eps(
     entry = every.data["models"]["in_resnet14"]
     assert entry["sanity"]["in_ball"] and entry["sanity"]["in_range"]
     assert set(entry["sanity"]["max_linf"]) == set(ATTACKS) - {"cw_l2"}
+    clean = unpack_mask(entry["masks"]["clean"], 8)
     for attack in ATTACKS:
-        accs = [entry["attacks"][attack][k] for k in ("4", "16")]
-        assert accs[0] <= entry["clean"] and accs[1] <= accs[0], attack
+        masks = entry["masks"]["attacks"][attack]
+        robust = [(unpack_mask(masks[k], 8) & clean).sum() for k in ("4", "16")]
+        assert robust[1] <= robust[0], (attack, robust)
     cw = make_attack("cw_l2", logits_fn(trained_small_model), Budget(steps=3))
     adv = cw(images[:4], labels[:4], 0.5).x_adv
     assert adv.min() >= 0 and adv.max() <= 1
