@@ -483,6 +483,20 @@ def test_killed_study_resumes_and_finished_runs_are_reused(
                 os.path.join(out, "runs", model, f"seed{seed}", "model.keras")
             )
     assert "about" in log and "elapsed" in log  # progress with an estimate
+    # Each evaluation's kept attack batches went once its report was saved.
+    assert not any("eval-partial" in dirs for _, dirs, _ in os.walk(out))
+    # Where each run ran: the killed run has two training sessions.
+    from keras_damped._cpu import cpu_name
+
+    with open(os.path.join(out, "study.json")) as f:
+        record = json.load(f)["models"]["resnet20"]["provenance"]["0"]
+    assert [s["cpu"] for s in record["training"]] == [cpu_name()] * 2
+    assert record["training"][0]["resumed_at_epoch"] is None
+    assert record["training"][1]["resumed_at_epoch"] >= 1
+    assert record["resumed"] == 1 and record["evaluated_on"] == cpu_name()
+    assert record["evaluation_resumed"] is None
+    with open(os.path.join(out, "study.md")) as f:
+        assert f"| resnet20 | 0 | {cpu_name()} | 1 | {cpu_name()} |" in f.read()
     with open(os.path.join(out, "study.json")) as f:
         before = json.load(f)
     # The study folder as committed (a git repository of its own, kept out
@@ -534,9 +548,17 @@ def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path, capsys):
     assert os.path.isfile(os.path.join(alone, run, "model.keras"))
     assert not os.path.exists(os.path.join(alone, run, "eval"))
     assert not os.path.exists(os.path.join(alone, "study.json"))
+    # Batches of unknown origin where an interrupted evaluation keeps its
+    # finished ones: the study says it resumes; the evaluation deletes them
+    # (no stamp of its settings) and computes the same report.
+    partial = os.path.join(alone, run, "eval-partial")
+    os.makedirs(partial)
+    np.savez(os.path.join(partial, "stale-b0.npz"), robust=np.ones(4, bool))
     capsys.readouterr()
     assert cli.main(["study", *argv, "--jobs", "1", "--out", alone]) == 0
-    assert "resnet20 seed 0: trained earlier, evaluating" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "resnet20 seed 0: trained earlier, resuming its evaluation" in printed
+    assert not os.path.exists(partial)
     a = keras.saving.load_model(os.path.join(out, run, "model.keras"))
     b = keras.saving.load_model(os.path.join(alone, run, "model.keras"))
     for wa, wb in zip(a.weights, b.weights):
@@ -901,3 +923,37 @@ def test_the_lambda_table_takes_models_of_different_depths():
     assert header.count("stage1_block") == 3
     assert table[0] == "| in_resnet20 | 0 | 0.500 | 0.500 | - |"
     assert table[3] == "| in_resnet32 | mean | 0.500 | - | 0.500 |"
+
+
+def test_the_provenance_table_names_each_session_and_a_resumed_evaluation():
+    from keras_damped.study.outputs import _provenance_lines
+
+    def session(cpu, epoch):
+        return {"cpu": cpu, "started": "t", "resumed_at_epoch": epoch}
+
+    models = {
+        "resnet56": {
+            "provenance": {
+                "0": {
+                    "training": [session("A", None), session("B", 3), session("A", 6)],
+                    "resumed": 2,
+                    "evaluated_on": "B",
+                    "evaluation_seconds": {"wall": 3000.0, "cpu": 2700.0},
+                    "evaluation_resumed": {"batches_reused": 7, "machines": ["A"]},
+                },
+                "1": {
+                    "training": [session("A", None)],
+                    "resumed": 0,
+                    "evaluated_on": None,
+                    "evaluation_seconds": None,
+                },
+            }
+        }
+    }
+    lines = _provenance_lines(models)
+    assert lines[:3] == ["", "## Where each run ran", ""]
+    assert (
+        "| resnet56 | 0 | A -> B | 2 | B (resumed: 7 attack batches from A) | "
+        "50 min wall, 45 min CPU in its last session |" in lines
+    )
+    assert "| resnet56 | 1 | A | 0 | - | - |" in lines

@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import functools
 import time
 
 import keras
@@ -17,6 +18,9 @@ from keras_damped.robustness.autoattack import STAGES as AUTOATTACK_STAGES
 from keras_damped.robustness.config import EvalConfig
 from keras_damped.robustness.inputs import dataset_input_shape
 from keras_damped.robustness.inputs import load_test_set
+from keras_damped.robustness.partial import PartialResults
+from keras_damped.robustness.partial import fingerprint
+from keras_damped.robustness.partial import model_fingerprint
 from keras_damped.robustness.protocols import AUTHORS_STEPS
 from keras_damped.robustness.protocols import model_normalization
 from keras_damped.robustness.protocols import pixel_radius
@@ -32,7 +36,7 @@ from keras_damped.robustness.runner import run_attack
 _RENAMED = {"limit": "test_limit"}
 
 
-def evaluate(models, config=None, progress=True, **settings):
+def evaluate(models, config=None, progress=True, partial=None, **settings):
     """Clean, noise and adversarial accuracy of one or several models.
 
     All models see the same test examples, the same noise draws and the same
@@ -49,6 +53,12 @@ def evaluate(models, config=None, progress=True, **settings):
             `(images, labels)` arrays.
         progress: True shows a progress bar weighted by each unit's cost; a
             callable is called as `progress(done, total)` instead.
+        partial: a folder that keeps every finished attack batch
+            (`keras_damped.robustness.partial`): a call interrupted (killed,
+            out of time) and repeated with the same folder, models, images
+            and settings reuses them and returns the report an
+            uninterrupted call gives, plus a `resumed` record. The caller
+            deletes the folder when it no longer needs it.
 
     Returns:
         A `RobustnessReport`; `report.save(out_dir)` writes its files.
@@ -66,14 +76,19 @@ def evaluate(models, config=None, progress=True, **settings):
         if config.authors_protocols()
     }
     test = load_test_set(config)
+    settings_record = _settings_record(config, test, norms)
+    kept = None
+    if partial is not None:
+        kept = PartialResults(partial, _partial_stamp(settings_record, test, named))
     meter = _Meter(_total_cost(config, test, len(named)), progress)
     results, shown = {}, {}
     for name, model in named.items():
+        batches = None if kept is None else functools.partial(kept.part, name)
         results[name], shown[name] = _evaluate_model(
-            logits_fn(model), test, config, norms.get(name), meter
+            logits_fn(model), test, config, norms.get(name), meter, batches
         )
     data = {
-        "settings": _settings_record(config, test, norms),
+        "settings": settings_record,
         "versions": library_versions(),
         "machine": machine_record(),
         "seconds": {
@@ -82,6 +97,8 @@ def evaluate(models, config=None, progress=True, **settings):
         },
         "models": results,
     }
+    if kept is not None and kept.record() is not None:
+        data["resumed"] = kept.record()
     attack = _example_attack(config)
     examples = None
     if attack is not None:
@@ -93,6 +110,19 @@ def evaluate(models, config=None, progress=True, **settings):
             "norm": config.norm,
         }
     return RobustnessReport(data, examples)
+
+
+def _partial_stamp(settings_record, test, named):
+    """What an evaluation's kept batches depend on: the library, the
+    settings, the test images and each model's weights."""
+    from keras_damped import __version__
+
+    return {
+        "keras_damped": __version__,
+        "settings": {k: v for k, v in settings_record.items() if k != "created"},
+        "images": fingerprint(test.images, test.labels),
+        "models": {name: model_fingerprint(model) for name, model in named.items()},
+    }
 
 
 def _check_models(named, expected, config):
@@ -187,8 +217,9 @@ def _total_cost(config, test, models):
     return per_model * models
 
 
-def _evaluate_model(model_fn, test, config, norm, meter):
-    """One model's report entry and the images of the picture grid."""
+def _evaluate_model(model_fn, test, config, norm, meter, batches=None):
+    """One model's report entry and the images of the picture grid.
+    `batches(*key)`, when given, is the `AttackBatches` of an attack run."""
     correct = _Predictor(model_fn, config.batch_size, test.images.shape[1:])
     clean = correct(test.images, test.labels)
     entry = {
@@ -202,11 +233,11 @@ def _evaluate_model(model_fn, test, config, norm, meter):
     }
     meter.advance(len(test.images))
     _noise_entries(entry, correct, test, meter)
-    shown, extremes = _attack_entries(entry, model_fn, test, config, meter)
+    shown, extremes = _attack_entries(entry, model_fn, test, config, meter, batches)
     large = None
     if config.pixel_attacks():
         _worst_entries(entry, config, test, clean)
-        large = _large_eps_check(model_fn, test, config, meter)
+        large = _large_eps_check(model_fn, test, config, meter, batches)
     entry["sanity"] = checks.sanity(
         entry,
         config.pixel_attacks(),
@@ -219,7 +250,14 @@ def _evaluate_model(model_fn, test, config, norm, meter):
     _autoattack_checks(entry, model_fn, test, config)
     for protocol in config.authors_protocols():
         scores, masks = evaluate_protocol(
-            protocol, model_fn, correct, test, config, norm, meter.advance
+            protocol,
+            model_fn,
+            correct,
+            test,
+            config,
+            norm,
+            meter.advance,
+            batches and functools.partial(batches, protocol),
         )
         entry.setdefault("protocols", {})[protocol] = scores
         entry["masks"].setdefault("protocols", {})[protocol] = masks
@@ -286,7 +324,7 @@ def _noise_entries(entry, correct, test, meter):
         meter.advance(len(x))
 
 
-def _attack_entries(entry, model_fn, test, config, meter):
+def _attack_entries(entry, model_fn, test, config, meter, batches=None):
     """Runs every pixel-protocol attack at its radii into `entry`."""
     shown_attack = _example_attack(config)
     shown, extremes = None, {"max_distance": {}, "in_range": True}
@@ -297,8 +335,10 @@ def _attack_entries(entry, model_fn, test, config, meter):
             keep = (
                 config.examples_shown if (name, eps) == (shown_attack, radii[-1]) else 0
             )
-            run = run_attack(attack, test, eps, config, meter, keep)
             key = eps_key(eps)
+            run = run_attack(
+                attack, test, eps, config, meter, keep, batches and batches(name, key)
+            )
             entry["attacks"].setdefault(name, {})[key] = float(np.mean(run["robust"]))
             entry["masks"]["attacks"].setdefault(name, {})[key] = pack_mask(
                 run["robust"]
@@ -342,14 +382,17 @@ def _worst_entries(entry, config, test, clean):
             entry["masks"].setdefault("worst", {})[key] = pack_mask(survive)
 
 
-def _large_eps_check(model_fn, test, config, meter):
+def _large_eps_check(model_fn, test, config, meter, batches=None):
     """PGD at the large radius (`config.large_radius`), with steps that can
     cross its ball: 2.5 * eps / steps (Madry et al.), in L-infinity at
     least the usual step."""
     budget = config.budget(step_size=_large_eps_step(config))
     attack = make_attack(checks.LARGE_EPS_ATTACK, model_fn, budget)
     radius = config.large_radius(int(np.prod(test.images.shape[1:])))
-    run = run_attack(attack, test, radius, config, meter)
+    name = checks.LARGE_EPS_ATTACK
+    run = run_attack(
+        attack, test, radius, config, meter, 0, batches and batches("large", name)
+    )
     return {
         "eps": radius,
         "accuracy": float(np.mean(run["robust"])),

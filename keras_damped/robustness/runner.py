@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from keras_damped._cpu import cpu_name
 from keras_damped.robustness.protocols import clamp_only
 from keras_damped.robustness.protocols import protocol_attack_name
 from keras_damped.robustness.protocols import standardise_file
@@ -19,7 +20,7 @@ from keras_damped.robustness.report import eps_key
 from keras_damped.robustness.report import pack_mask
 
 
-def run_attack(attack, test, eps, config, meter=None, keep=0):
+def run_attack(attack, test, eps, config, meter=None, keep=0, batches=None):
     """One attack at one radius over the attacked images, batch by batch,
     each batch with the seed `(config.seed, batch index)`.
 
@@ -27,40 +28,59 @@ def run_attack(attack, test, eps, config, meter=None, keep=0):
     "seconds", "cost"}`: the per-example mask, the per-stage masks of a
     sequence, the largest pixel change, the longest change (L2), whether
     every point stayed in [0, 1], the first `keep` adversarial images, the
-    wall time and the attack's counted work summed over the batches (None
-    when it does not count).
+    seconds the batches took and the attack's counted work summed over the
+    batches (None when it does not count). `batches` (a
+    `partial.AttackBatches`) keeps each finished batch and hands back the
+    ones an interrupted run finished.
     """
-    started = time.perf_counter()
-    robust, stages, kept, cost = [], {}, None, None
-    max_linf, max_l2, in_range = 0.0, 0.0, True
+    machine = cpu_name() if batches is not None else None
+    parts = []
     for i, start in enumerate(range(0, test.attacked, config.batch_size)):
         stop = min(start + config.batch_size, test.attacked)
-        x = test.images[start:stop]
-        result = attack(x, test.labels[start:stop], eps, seed=(config.seed, i))
-        robust.append(result.robust)
-        for stage, mask in (result.stages or {}).items():
-            stages.setdefault(stage, []).append(mask)
-        if result.cost is not None:
-            cost = add_counts(cost or {}, result.cost)
-        change = (result.x_adv - x).reshape(len(x), -1)
-        max_linf = max(max_linf, float(np.abs(change).max()))
-        max_l2 = max(max_l2, float(np.sqrt((change**2).sum(-1)).max()))
-        in_range = in_range and bool(
-            result.x_adv.min() >= 0 and result.x_adv.max() <= 1
-        )
-        if kept is None:
-            kept = result.x_adv[:keep]
+        part = batches.load(i) if batches is not None else None
+        if part is None:
+            part = _attack_batch(attack, test, start, stop, eps, (config.seed, i))
+            x_adv = part.pop("x_adv")
+            part["kept"] = x_adv[:keep] if i == 0 and keep else None
+            if batches is not None:
+                batches.save(i, part, machine)
+        parts.append(part)
         if meter is not None:
-            meter.advance(len(x) * attack.cost())
+            meter.advance((stop - start) * attack.cost())
+    cost = None
+    for part in parts:
+        if part["cost"] is not None:
+            cost = add_counts(cost or {}, part["cost"])
     return {
-        "robust": np.concatenate(robust),
-        "stages": {k: np.concatenate(v) for k, v in stages.items()},
-        "max_linf": max_linf,
-        "max_l2": max_l2,
-        "in_range": in_range,
-        "kept": kept,
-        "seconds": round(time.perf_counter() - started, 1),
+        "robust": np.concatenate([p["robust"] for p in parts]),
+        "stages": {
+            s: np.concatenate([p["stages"][s] for p in parts])
+            for s in parts[0]["stages"]
+        },
+        "max_linf": max(p["max_linf"] for p in parts),
+        "max_l2": max(p["max_l2"] for p in parts),
+        "in_range": all(p["in_range"] for p in parts),
+        "kept": parts[0]["kept"],
+        "seconds": round(sum(p["seconds"] for p in parts), 1),
         "cost": cost,
+    }
+
+
+def _attack_batch(attack, test, start, stop, eps, seed):
+    """One batch's result (with its adversarial images as `x_adv`)."""
+    started = time.perf_counter()
+    x = test.images[start:stop]
+    result = attack(x, test.labels[start:stop], eps, seed=seed)
+    change = (result.x_adv - x).reshape(len(x), -1)
+    return {
+        "robust": result.robust,
+        "stages": dict(result.stages or {}),
+        "max_linf": float(np.abs(change).max()),
+        "max_l2": float(np.sqrt((change**2).sum(-1)).max()),
+        "in_range": bool(result.x_adv.min() >= 0 and result.x_adv.max() <= 1),
+        "x_adv": result.x_adv,
+        "seconds": time.perf_counter() - started,
+        "cost": result.cost,
     }
 
 
@@ -75,7 +95,9 @@ def add_counts(total, more):
     return out
 
 
-def evaluate_protocol(protocol, model_fn, correct, test, config, norm, advance):
+def evaluate_protocol(
+    protocol, model_fn, correct, test, config, norm, advance, batches=None
+):
     """One model under one authors' protocol: eps = 0, the attacks, the noise.
 
     Args:
@@ -88,6 +110,8 @@ def evaluate_protocol(protocol, model_fn, correct, test, config, norm, advance):
             `batch_size`, `seed`).
         norm: the model's `(mean, std)` in pixel units.
         advance: called with the units of work done.
+        batches: `batches(attack, radius key)` gives an attack run's
+            `partial.AttackBatches` (None: nothing kept).
 
     Returns:
         `(results, masks)`: accuracies and packed per-example masks.
@@ -104,7 +128,8 @@ def evaluate_protocol(protocol, model_fn, correct, test, config, norm, advance):
             context=AttackContext(tuple(mean), tuple(std)),
         )
         for eps in config.protocol_radii():
-            robust = run_attack(attack, test, eps, config)["robust"]
+            part = batches and batches(name, eps_key(eps))
+            robust = run_attack(attack, test, eps, config, batches=part)["robust"]
             advance(test.attacked * attack.cost())
             results["attacks"].setdefault(name, {})[eps_key(eps)] = float(robust.mean())
             masks["attacks"].setdefault(name, {})[eps_key(eps)] = pack_mask(robust)

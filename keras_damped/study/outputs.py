@@ -385,10 +385,18 @@ def _provenance_lines(models):
                 if seconds
                 else "-"
             )
-            rows.append(
-                [m, seed, trained or "-", str(p["resumed"]), p["evaluated_on"] or "-"]
-                + [timing]
-            )
+            evaluated = p["evaluated_on"] or "-"
+            resumed = p.get("evaluation_resumed")
+            if resumed:
+                # The seconds are the last session's; the batches reused
+                # took theirs in the sessions before.
+                machines = ", ".join(resumed["machines"])
+                evaluated += (
+                    f" (resumed: {resumed['batches_reused']} attack batches "
+                    f"from {machines})"
+                )
+                timing += " in its last session"
+            rows.append([m, seed, trained or "-", str(p["resumed"]), evaluated, timing])
     if not rows:
         return []
     lines = ["", "## Where each run ran", ""]

@@ -21,6 +21,8 @@ from keras_damped.study.config import StudyConfig
 logger = logging.getLogger("keras_damped")
 CONFIG_FILE = "study_config.json"
 LANDSCAPE_FILE = "landscape.json"
+# A run folder's finished attack batches while its evaluation runs.
+PARTIAL_DIR = "eval-partial"
 
 
 class StudyExistsError(ValueError):
@@ -169,15 +171,26 @@ def _evaluate_one(config, model, seed, log):
             )
 
     keras.backend.clear_session()
+    # Finished attack batches are kept here until the report is saved: a
+    # study killed mid-evaluation resumes it on this machine.
+    partial = os.path.join(folder, PARTIAL_DIR)
     report = evaluate(
         {label: load_model_file(os.path.join(folder, "model.keras"))},
         config.evaluation,
         progress=progress,
+        partial=partial,
     )
     eval_dir = _eval_dir(config, model, seed)
     report.save(eval_dir, overwrite=True)
     with open(os.path.join(eval_dir, "study_settings.json"), "w") as f:
         json.dump(config.evaluation_settings(), f, indent=2)
+    shutil.rmtree(partial)
+    resumed = report.data.get("resumed")
+    if resumed:
+        log(
+            f"  {label}: resumed its evaluation, {resumed['batches_reused']} "
+            "attack batches reused"
+        )
     log(f"  {label}: clean {100 * report.data['models'][label]['clean']:.1f}%")
 
 
@@ -241,6 +254,11 @@ def _state(config, model, seed, train_only=False):
     if _trained(config, model, seed):
         if train_only or _evaluated(config, model, seed):
             return None
+        partial = os.path.join(config.train_config(model, seed).run_dir, PARTIAL_DIR)
+        if os.path.isdir(partial) and any(
+            n.endswith(".npz") for n in os.listdir(partial)
+        ):
+            return "trained earlier, resuming its evaluation"
         return "trained earlier, evaluating"
     folder = config.train_config(model, seed).run_dir
     if os.path.isfile(os.path.join(folder, "config.json")):

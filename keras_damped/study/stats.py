@@ -471,8 +471,9 @@ def _differences(data, base, columns, relative_columns, settings, families):
 def _provenance(config, model, seed, report):
     """Where a run was trained and evaluated: the CPU of each training
     session (a resumed run has several, oldest first), how many times it
-    was resumed, and the evaluating machine and its wall and CPU seconds
-    (None where an older report did not record them)."""
+    was resumed, and the evaluating machine, its wall and CPU seconds and
+    the attack batches reused from an interrupted evaluation (None where an
+    older report did not record them, or nothing was reused)."""
     import json
     import os
 
@@ -499,6 +500,8 @@ def _provenance(config, model, seed, report):
         "resumed": sum(1 for s in sessions if s["resumed_at_epoch"]),
         "evaluated_on": (report.get("machine") or {}).get("cpu"),
         "evaluation_seconds": report.get("seconds"),
+        # Attack batches an interrupted evaluation had finished, reused.
+        "evaluation_resumed": report.get("resumed"),
     }
 
 

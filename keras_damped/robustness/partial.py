@@ -1,0 +1,139 @@
+"""Finished attack batches kept on disk, so an interrupted evaluation resumes.
+
+An evaluation of a deep model runs for hours, almost all of it in the
+attacks, and every attack batch has its own seed `(config.seed, batch
+index)`: a batch's result does not depend on what ran before it. So
+`evaluate(..., partial=FOLDER)` writes each finished batch into FOLDER, and
+a later call with the same FOLDER, the same models (weights), the same test
+images and the same settings reuses those batches instead of running them
+again: the report is the one an uninterrupted call gives, with the number of
+reused batches and the machines that ran them in its `resumed` record.
+
+Neither Keras' `BackupAndRestore` (training epochs) nor TensorFlow's
+checkpoints (variables) keep results of a loop that is not training, hence
+this module.
+"""
+
+import hashlib
+import json
+import logging
+import os
+
+import numpy as np
+
+logger = logging.getLogger("keras_damped")
+
+STAMP = "stamp.json"
+
+
+def fingerprint(*arrays):
+    """A SHA-256 of the arrays' shapes, dtypes and bytes."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def model_fingerprint(model):
+    """The fingerprint of a Keras model's weights, in their order."""
+    return fingerprint(*(np.asarray(w) for w in model.weights))
+
+
+class PartialResults:
+    """The folder of one evaluation's finished attack batches.
+
+    Args:
+        folder: where the batches go (created if missing).
+        stamp: a JSON-serialisable record of everything the results depend
+            on. Batches written under another stamp (or none) are deleted,
+            with a log message, never reused.
+    """
+
+    def __init__(self, folder, stamp):
+        self.folder = os.fspath(folder)
+        self.stamp = json.loads(json.dumps(stamp))
+        self.reused, self.machines = 0, set()
+        os.makedirs(self.folder, exist_ok=True)
+        path = os.path.join(self.folder, STAMP)
+        if os.path.isfile(path):
+            with open(path) as f:
+                if json.load(f) == self.stamp:
+                    return
+        stale = [n for n in os.listdir(self.folder) if n.endswith(".npz")]
+        for name in stale:
+            os.remove(os.path.join(self.folder, name))
+        if stale:
+            logger.info(
+                "%s: %d kept batches were from other settings, models or "
+                "images (or of unknown origin); deleted.",
+                self.folder,
+                len(stale),
+            )
+        _write_atomic(path, lambda f: f.write(json.dumps(self.stamp, indent=2)), "w")
+
+    def part(self, *key):
+        """The batches of one attack run: `key` names it (model, attack,
+        radius...)."""
+        return AttackBatches(self, "-".join(str(k) for k in key))
+
+    def record(self):
+        """What the report says of this resumption (None: nothing reused)."""
+        if not self.reused:
+            return None
+        return {"batches_reused": self.reused, "machines": sorted(self.machines)}
+
+
+class AttackBatches:
+    """One attack run's batches within a `PartialResults` folder."""
+
+    def __init__(self, results, name):
+        self.results = results
+        self.name = "".join(c if c.isalnum() or c in "._" else "_" for c in name)
+
+    def _path(self, index):
+        return os.path.join(self.results.folder, f"{self.name}-b{index}.npz")
+
+    def load(self, index):
+        """Batch `index`'s record as `save` got it, or None."""
+        path = self._path(index)
+        if not os.path.isfile(path):
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            record = {
+                "robust": data["robust"],
+                "stages": {s: data[f"stage_{s}"] for s in meta.pop("stages")},
+                "kept": data["kept"] if "kept" in data.files else None,
+            }
+        self.results.reused += 1
+        self.results.machines.add(meta.pop("machine"))
+        return record | meta
+
+    def save(self, index, record, machine):
+        """Keeps batch `index`'s record: the masks and images as arrays,
+        the numbers as JSON, and the CPU that computed it."""
+        arrays = {"robust": record["robust"]}
+        arrays |= {f"stage_{s}": m for s, m in record["stages"].items()}
+        if record["kept"] is not None:
+            arrays["kept"] = record["kept"]
+        meta = {k: v for k, v in record.items() if k not in ("robust", "kept")}
+        meta["stages"] = list(record["stages"])
+        meta["machine"] = machine
+        arrays["meta"] = np.array(json.dumps(meta, default=_plain))
+        _write_atomic(self._path(index), lambda f: np.savez(f, **arrays), "wb")
+
+
+def _plain(value):
+    """A NumPy scalar as the Python number JSON takes."""
+    return value.item()
+
+
+def _write_atomic(path, write, mode):
+    """Writes `path` through a temporary file: a kill leaves the old file or
+    the new one, never half of one."""
+    temporary = path + ".tmp"
+    with open(temporary, mode) as f:
+        write(f)
+    os.replace(temporary, path)

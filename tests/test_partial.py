@@ -1,0 +1,114 @@
+"""An interrupted evaluation resumes from its kept attack batches to the
+report an uninterrupted one gives."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from keras_damped._cpu import cpu_name
+from keras_damped.robustness import evaluate
+
+# Every path that runs attacks: the pixel attacks (AutoAttack with its
+# per-stage masks and counts), the large-radius check and an authors'
+# protocol attack; 64 images in batches of 16.
+SETTINGS = dict(
+    attacks=["fgsm", "autoattack"],
+    eps=[4 / 255, 16 / 255],
+    noises=[],
+    test_limit=64,
+    batch_size=16,
+    steps=3,
+    apgd_steps=3,
+    target_classes=2,
+    square_queries=20,
+    protocols=["pixel", "authors-2020-08"],
+    protocol_attacks=["fgsm"],
+    protocol_eps=[8 / 255],
+)
+BATCHES = 4 * (2 * 2 + 1 + 1)  # per attack and radius, the check, the protocol
+
+
+class StopEvaluationError(Exception):
+    pass
+
+
+def _without_timing(report):
+    """The report's data without what differs between two equal runs: when
+    it was made and how long its parts took."""
+    data = dict(report.data)
+    data["settings"] = {k: v for k, v in data["settings"].items() if k != "created"}
+    models = {}
+    for name, entry in data["models"].items():
+        models[name] = {k: v for k, v in entry.items() if k != "seconds"}
+        assert set(entry["seconds"]) == {"fgsm", "autoattack"}
+    data["models"] = models
+    for key in ("seconds", "machine", "versions", "resumed"):
+        data.pop(key, None)
+    return data
+
+
+@pytest.mark.slow
+def test_an_interrupted_evaluation_resumes_to_the_same_report(
+    trained_small_model, fm_images, tmp_path, caplog
+):
+    images, labels = fm_images
+    common = dict(dataset=(images, labels), **SETTINGS)
+    straight = evaluate(trained_small_model, progress=False, **common)
+    assert "resumed" not in straight.data
+
+    folder = tmp_path / "partial"
+
+    def stop_halfway(done, total):
+        if done > total / 2:
+            raise StopEvaluationError
+
+    with pytest.raises(StopEvaluationError):
+        evaluate(trained_small_model, progress=stop_halfway, partial=folder, **common)
+    kept = sorted(n for n in os.listdir(folder) if n.endswith(".npz"))
+    assert 0 < len(kept) < BATCHES
+    assert not [n for n in os.listdir(folder) if n.endswith(".tmp")]
+
+    resumed = evaluate(trained_small_model, progress=False, partial=folder, **common)
+    assert resumed.data["resumed"] == {
+        "batches_reused": len(kept),
+        "machines": [cpu_name()],
+    }
+    assert _without_timing(resumed) == _without_timing(straight)
+    for name in ("clean", "adversarial"):
+        a, b = straight.examples[name], resumed.examples[name]
+        if isinstance(a, dict):
+            a, b = a["in_resnet14"], b["in_resnet14"]
+        np.testing.assert_array_equal(a, b)
+    assert len([n for n in os.listdir(folder) if n.endswith(".npz")]) == BATCHES
+    # A second resumption reuses every batch and runs no attack.
+    again = evaluate(trained_small_model, progress=False, partial=folder, **common)
+    assert again.data["resumed"]["batches_reused"] == BATCHES
+    assert _without_timing(again) == _without_timing(straight)
+
+    # Other settings: the kept batches are deleted, none is reused.
+    with caplog.at_level(logging.INFO, logger="keras_damped"):
+        other = evaluate(
+            trained_small_model,
+            progress=False,
+            partial=folder,
+            **(common | dict(attacks=["fgsm"], eps=[2 / 255], protocols=["pixel"])),
+        )
+    assert f"{BATCHES} kept batches were from other settings" in caplog.text
+    assert "resumed" not in other.data
+    assert len([n for n in os.listdir(folder) if n.endswith(".npz")]) == 4 + 4
+
+
+def test_the_model_fingerprint_follows_the_weights(trained_small_model):
+    import keras
+
+    from keras_damped.robustness.partial import model_fingerprint
+
+    copy = keras.models.clone_model(trained_small_model)
+    copy.set_weights(trained_small_model.get_weights())
+    assert model_fingerprint(copy) == model_fingerprint(trained_small_model)
+    weights = copy.get_weights()
+    weights[-1] = np.nextafter(weights[-1], np.float32(np.inf))
+    copy.set_weights(weights)
+    assert model_fingerprint(copy) != model_fingerprint(trained_small_model)
