@@ -76,6 +76,7 @@ def test_bad_evaluate_input_is_refused_before_any_work(
     assert code == 2
     assert re.search(match, capsys.readouterr().err)
     assert not out.exists() and not (tmp_path / "eval.partial").exists()
+    assert not (tmp_path / "eval.batches").exists()
 
 
 def test_evaluate_command_writes_the_run_folder_and_keeps_it(
@@ -98,6 +99,7 @@ def test_evaluate_command_writes_the_run_folder_and_keeps_it(
         "Square 5 queries." in printed
     )
     assert f"tensorboard --logdir {out}/tb" in printed
+    assert not (tmp_path / "eval.batches").exists()  # kept until saved
     data = json.loads((out / "report.json").read_text())
     settings = data["settings"]
     assert settings["eps_255"] == ["1", "2"]
@@ -109,6 +111,44 @@ def test_evaluate_command_writes_the_run_folder_and_keeps_it(
     assert run(argv) == 2  # refuses to replace results without --overwrite
     assert "already holds results" in capsys.readouterr().err
     assert (out / "report.json").read_bytes() == before
+
+
+class StopEvaluationError(Exception):
+    pass
+
+
+def test_the_evaluate_command_resumes_from_its_kept_batches(
+    tiny_model_path, tmp_path, capsys
+):
+    """An evaluation with the command's settings, stopped halfway with its
+    finished attack batches in OUT.batches/ (where the command keeps them),
+    then the command: it reuses them and removes the folder once the report
+    is saved (that the resumed report is the straight one: test_partial.py)."""
+    from keras_damped.cli import evaluate as command
+    from keras_damped.robustness import evaluate
+
+    argv = ["evaluate", "--model", tiny_model_path, "--dataset", "fashion_mnist"]
+    argv += ["--attacks", "pgd", "--eps", "2,8", "--noises", "none", "--steps", "3"]
+    argv += ["--test-limit", "32", "--eval-batch-size", "4"]
+    argv += ["--out", str(tmp_path / "eval")]
+    batches = tmp_path / "eval.batches"
+
+    def stop_halfway(done, total):
+        if done > total / 2:
+            raise StopEvaluationError
+
+    settings = command.config(build_parser().parse_args(argv))
+    with pytest.raises(StopEvaluationError):
+        evaluate([tiny_model_path], settings, progress=stop_halfway, partial=batches)
+    kept = len([p for p in batches.iterdir() if p.suffix == ".npz"])
+    # PGD at two radii and the large-radius check, 8 batches each.
+    assert 1 <= kept < 24
+    assert run(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"Resumed: {kept} attack batches came from {batches}" in printed
+    assert not batches.exists()
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["resumed"]["batches_reused"] == kept
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,13 @@ from keras_damped.robustness import evaluate
 
 # Every path that runs attacks: the pixel attacks (AutoAttack with its
 # per-stage masks and counts), the large-radius check and an authors'
-# protocol attack; 64 images in batches of 16.
+# protocol attack; 32 images in batches of 8.
 SETTINGS = dict(
     attacks=["fgsm", "autoattack"],
     eps=[4 / 255, 16 / 255],
     noises=[],
-    test_limit=64,
-    batch_size=16,
+    test_limit=32,
+    batch_size=8,
     steps=3,
     apgd_steps=3,
     target_classes=2,
@@ -112,3 +112,22 @@ def test_the_model_fingerprint_follows_the_weights(trained_small_model):
     weights[-1] = np.nextafter(weights[-1], np.float32(np.inf))
     copy.set_weights(weights)
     assert model_fingerprint(copy) != model_fingerprint(trained_small_model)
+
+
+def test_a_folder_of_unknown_files_is_refused_and_left_alone(
+    trained_small_model, fm_images, tmp_path
+):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes-b0.npz").write_bytes(b"not ours")
+    images, labels = fm_images
+    with pytest.raises(FileExistsError, match=r"mine holds files but no stamp.json"):
+        evaluate(
+            trained_small_model,
+            dataset=(images, labels),
+            progress=False,
+            partial=folder,
+            **SETTINGS,
+        )
+    assert os.listdir(folder) == ["notes-b0.npz"]
+    assert (folder / "notes-b0.npz").read_bytes() == b"not ours"

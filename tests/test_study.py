@@ -548,12 +548,14 @@ def test_jobs_do_not_change_a_runs_numbers(resumed_study, tmp_path, capsys):
     assert os.path.isfile(os.path.join(alone, run, "model.keras"))
     assert not os.path.exists(os.path.join(alone, run, "eval"))
     assert not os.path.exists(os.path.join(alone, "study.json"))
-    # Batches of unknown origin where an interrupted evaluation keeps its
-    # finished ones: the study says it resumes; the evaluation deletes them
-    # (no stamp of its settings) and computes the same report.
+    # Batches kept under other settings where an interrupted evaluation
+    # keeps its finished ones: the study says it resumes; the evaluation
+    # deletes them (their stamp differs) and computes the same report.
     partial = os.path.join(alone, run, "eval-partial")
     os.makedirs(partial)
     np.savez(os.path.join(partial, "stale-b0.npz"), robust=np.ones(4, bool))
+    with open(os.path.join(partial, "stamp.json"), "w") as f:
+        json.dump({"settings": "other"}, f)
     capsys.readouterr()
     assert cli.main(["study", *argv, "--jobs", "1", "--out", alone]) == 0
     printed = capsys.readouterr().out

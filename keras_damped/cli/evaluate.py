@@ -1,6 +1,7 @@
 """`keras-damped evaluate`: models side by side under noise and attacks."""
 
 import os
+import shutil
 
 from keras_damped.cli._configs import add_robustness_options
 from keras_damped.cli._configs import eval_config
@@ -20,7 +21,8 @@ def add_parser(sub):
         help="robustness of one or several models: noise and adversarial attacks",
         description="Evaluate models side by side on the same examples, noise "
         "draws and attack seeds. Writes OUT/report.json, report.md, plots/ and "
-        "tb/.",
+        "tb/. Finished attack batches are kept in OUT.batches/ until then: "
+        "the same command after a kill resumes from them.",
     )
     parser.add_argument(
         "--model",
@@ -75,9 +77,19 @@ def run(args):
             raise FileExistsError(
                 f"{args.robustbench_json} exists; pass --overwrite to replace it."
             )
-    report = evaluate(models, settings)
+    # Finished attack batches wait beside OUT until the report is saved:
+    # the same command after a kill resumes from them.
+    partial = args.out.rstrip("/" + os.sep) + ".batches"
+    report = evaluate(models, settings, partial=partial)
     out = report.save(args.out, overwrite=args.overwrite)
+    shutil.rmtree(partial)
     print(report.to_markdown())
+    resumed = report.data.get("resumed")
+    if resumed:
+        print(
+            f"Resumed: {resumed['batches_reused']} attack batches came from "
+            f"{partial} (computed on {', '.join(resumed['machines'])})."
+        )
     print(f"Wrote {out}/report.json, report.md and plots/*.png.")
     if args.robustbench_json:
         entry = leaderboard.robustbench_entry(report)

@@ -47,8 +47,9 @@ class PartialResults:
     Args:
         folder: where the batches go (created if missing).
         stamp: a JSON-serialisable record of everything the results depend
-            on. Batches written under another stamp (or none) are deleted,
-            with a log message, never reused.
+            on. Batches written under another stamp are deleted, with a log
+            message, never reused; a folder with files but no stamp is
+            refused (it is not ours to empty).
     """
 
     def __init__(self, folder, stamp):
@@ -57,20 +58,31 @@ class PartialResults:
         self.reused, self.machines = 0, set()
         os.makedirs(self.folder, exist_ok=True)
         path = os.path.join(self.folder, STAMP)
-        if os.path.isfile(path):
+        if not os.path.isfile(path):
+            # Empty, or only a stamp a kill cut short: ours to start.
+            if set(os.listdir(self.folder)) - {STAMP + ".tmp"}:
+                raise FileExistsError(
+                    f"{self.folder} holds files but no {STAMP} of an "
+                    "evaluation's kept batches; nothing was changed. Choose "
+                    "another folder or empty this one."
+                )
+        else:
+            for name in os.listdir(self.folder):
+                if name.endswith(".tmp"):  # a write a kill cut short
+                    os.remove(os.path.join(self.folder, name))
             with open(path) as f:
                 if json.load(f) == self.stamp:
                     return
-        stale = [n for n in os.listdir(self.folder) if n.endswith(".npz")]
-        for name in stale:
-            os.remove(os.path.join(self.folder, name))
-        if stale:
-            logger.info(
-                "%s: %d kept batches were from other settings, models or "
-                "images (or of unknown origin); deleted.",
-                self.folder,
-                len(stale),
-            )
+            stale = [n for n in os.listdir(self.folder) if n.endswith(".npz")]
+            for name in stale:
+                os.remove(os.path.join(self.folder, name))
+            if stale:
+                logger.info(
+                    "%s: %d kept batches were from other settings, models or "
+                    "images; deleted.",
+                    self.folder,
+                    len(stale),
+                )
         _write_atomic(path, lambda f: f.write(json.dumps(self.stamp, indent=2)), "w")
 
     def part(self, *key):
