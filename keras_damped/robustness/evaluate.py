@@ -76,10 +76,10 @@ def evaluate(models, config=None, progress=True, partial=None, **settings):
         if config.authors_protocols()
     }
     test = load_test_set(config)
-    settings_record = _settings_record(config, test, norms)
     kept = None
     if partial is not None:
-        kept = PartialResults(partial, _partial_stamp(settings_record, test, named))
+        record = _settings_record(config, test, norms)
+        kept = PartialResults(partial, _partial_stamp(record, test, named))
     meter = _Meter(_total_cost(config, test, len(named)), progress)
     results, shown = {}, {}
     for name, model in named.items():
@@ -88,7 +88,7 @@ def evaluate(models, config=None, progress=True, partial=None, **settings):
             logits_fn(model), test, config, norms.get(name), meter, batches
         )
     data = {
-        "settings": settings_record,
+        "settings": _settings_record(config, test, norms),
         "versions": library_versions(),
         "machine": machine_record(),
         "seconds": {
