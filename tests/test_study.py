@@ -264,12 +264,78 @@ def test_depth_table_against_a_hand_computed_contrast():
     assert (spread["min"], spread["max"]) == (0.2, 0.4)
     from keras_damped.study.outputs import _depth_lines
 
+    assert table["baseline"] == {"shallow": "resnet20", "deep": "resnet56"}
     text = "\n".join(_depth_lines(table, 95))
-    assert "### in_resnet20 -> in_resnet56" in text
-    assert "| pgd 8 | +1.0 [" in text and "| **+3.0 [+0.7, +5.3]** |" in text
+    header = (
+        "| column | in_resnet20 - resnet20 | in_resnet56 - resnet56 "
+        "| in_resnet: change with depth |"
+    )
+    assert header in text
+    # One row per column: depth 20's difference (+1.0 +- 2.5, unresolved),
+    # depth 56's (+4.0 +- 2.5) and the contrast, bold where they exclude zero.
+    row = next(line for line in text.splitlines() if line.startswith("| pgd 8 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1].startswith("+1.0 [") and not cells[1].startswith("**")
+    assert cells[2].startswith("**+4.0 [")
+    assert cells[3] == "**+3.0 [+0.7, +5.3]**"
+    assert "\n| clean | " in text
     deep["config"]["baseline"] = "in_resnet56"
     with pytest.raises(ValueError, match="different baselines"):
         depth_table(shallow, deep)
+
+
+def _with_lambda_kind(study, depth, pgd):
+    """`study` with a lambda_in_resnet<depth> whose pgd 8 per seed is `pgd`
+    (clean as the others'), and its differences against the baseline."""
+    base = study["models"][f"resnet{depth}"]["runs"]
+    name = f"lambda_in_resnet{depth}"
+    runs = {str(s): {"clean": 0.9, "pgd 8": v} for s, v in enumerate(pgd)}
+    study["models"][name] = dict(study["models"][f"in_resnet{depth}"], runs=runs)
+    study["config"]["models"].append(name)
+    study["differences"][name] = {
+        c: paired_difference(
+            {int(k): r[c] for k, r in runs.items()},
+            {int(k): r[c] for k, r in base.items()},
+        )
+        for c in ("clean", "pgd 8")
+    }
+    return study
+
+
+def test_the_depth_table_puts_every_damped_kind_side_by_side():
+    from keras_damped.study.outputs import _depth_lines
+
+    lambdas = {"block1": {"mean": 0.3, "seeds": {"0": 0.2, "1": 0.3, "2": 0.4}}}
+    pgd = {"": [0.30, 0.30, 0.30], "in_": [0.31, 0.31, 0.31]}
+    shallow = _with_lambda_kind(
+        _fake_study("s20", 20, pgd, lambdas), 20, [0.28, 0.28, 0.28]
+    )
+    deep = _with_lambda_kind(
+        _fake_study("s56", 56, pgd, lambdas), 56, [0.35, 0.35, 0.35]
+    )
+    lines = _depth_lines(depth_table(shallow, deep), 95)
+    header = next(line for line in lines if line.startswith("| column |"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "column",
+        "in_resnet20 - resnet20",
+        "in_resnet56 - resnet56",
+        "in_resnet: change with depth",
+        "lambda_in_resnet20 - resnet20",
+        "lambda_in_resnet56 - resnet56",
+        "lambda_in_resnet: change with depth",
+    ]
+    row = next(line for line in lines if line.startswith("| pgd 8 |"))
+    # Zero spread everywhere: each study's difference is its mean (no floor
+    # in _fake_study) and the change with depth has the one-example floor
+    # (1 of 100 attacked examples) as its half-width.
+    assert [c.strip() for c in row.strip("|").split("|")][1:] == [
+        "**+1.0 [+1.0, +1.0]**",
+        "**+1.0 [+1.0, +1.0]**",
+        "+0.0 [-1.0, +1.0]",
+        "**-2.0 [-2.0, -2.0]**",
+        "**+5.0 [+5.0, +5.0]**",
+        "**+7.0 [+6.0, +8.0]**",
+    ]
 
 
 def test_worst_case_is_the_and_of_the_per_example_masks():

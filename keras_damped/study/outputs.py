@@ -309,39 +309,42 @@ def _lambda_lines(models):
 
 
 def _depth_lines(table, conf):
-    """The comparison with a study at another depth (`compare_with`)."""
+    """The comparison with a study at another depth (`compare_with`): one
+    row per column, for each damped kind its difference against the
+    baseline in each study and the change between them."""
     if not table:
         return []
     lines = [
         "",
-        "## Does depth change the answer? "
-        f"({table['deep']} against {table['shallow']})",
+        "## Does depth change the answer?",
         "",
-        "Per column, each damped kind's paired difference against the "
-        f"baseline in each study (points, {conf}% t interval, seeds paired "
-        "within a study) and the change between them (this study's minus the "
+        f"This study (`{table['deep']}`) against `{table['shallow']}`. Per "
+        "column, each damped kind's paired difference against the baseline "
+        f"in each study (points, {conf}% t interval, seeds paired within a "
+        "study) and the change between them (this study's minus the "
         f"other's, Welch {conf}% interval: the two studies' models are "
         "independent); **bold** where an interval excludes zero.",
+        "",
     ]
-    for kind, by_column in table["rows"].items():
+    base = {side: table["baseline"][side] for side in ("shallow", "deep")}
+    header = ["column"]
+    for kind in table["rows"]:
         names = table["models"][kind]
-        lines += ["", f"### {names['shallow']} -> {names['deep']}", ""]
-        rows = []
-        for column, cell in by_column.items():
-            rows.append(
-                [column]
-                + [
-                    _bold_if_resolved(cell[side])
-                    for side in ("shallow", "deep", "contrast")
-                ]
-            )
-        header = [
-            "column",
-            f"{names['shallow']} - baseline",
-            f"{names['deep']} - baseline",
-            "change with depth",
+        header += [
+            f"{names['shallow']} - {base['shallow']}",
+            f"{names['deep']} - {base['deep']}",
+            f"{kind}: change with depth",
         ]
-        lines += _table(header, rows)
+    rows = [
+        [column]
+        + [
+            _bold_if_resolved(by_column[column][side])
+            for by_column in table["rows"].values()
+            for side in ("shallow", "deep", "contrast")
+        ]
+        for column in table["columns"]
+    ]
+    lines += _table(header, rows)
     lines += ["", "Clean accuracy (%):", ""]
     rows = [
         [kind] + [_interval(sides[s]) for s in ("shallow", "deep")]

@@ -623,6 +623,10 @@ def depth_table(shallow, deep):
     return {
         "shallow": shallow["config"]["out"],
         "deep": deep["config"]["out"],
+        "baseline": {
+            "shallow": shallow["config"]["baseline"],
+            "deep": deep["config"]["baseline"],
+        },
         "models": pairs,
         "columns": columns,
         "rows": rows,
