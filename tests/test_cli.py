@@ -145,7 +145,7 @@ def test_the_evaluate_command_resumes_from_its_kept_batches(
     assert 1 <= kept < 24
     assert run(argv) == 0
     printed = capsys.readouterr().out
-    assert f"Resumed: {kept} attack batches came from {batches}" in printed
+    assert f"Resumed: {kept} attack batches came from {batches} (1 earlier" in printed
     assert not batches.exists()
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["resumed"]["batches_reused"] == kept

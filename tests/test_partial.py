@@ -1,6 +1,7 @@
 """An interrupted evaluation resumes from its kept attack batches to the
 report an uninterrupted one gives."""
 
+import json
 import logging
 import os
 
@@ -70,11 +71,19 @@ def test_an_interrupted_evaluation_resumes_to_the_same_report(
     assert 0 < len(kept) < BATCHES
     assert not [n for n in os.listdir(folder) if n.endswith(".tmp")]
 
+    earlier = _kept_meta(folder)
+    assert len({m["session"] for m in earlier}) == 1
     resumed = evaluate(trained_small_model, progress=False, partial=folder, **common)
     assert resumed.data["resumed"] == {
         "batches_reused": len(kept),
         "machines": [cpu_name()],
+        "sessions": 1,
+        "seconds": {
+            "wall": round(sum(m["seconds"] for m in earlier), 1),
+            "cpu": round(sum(m["cpu_seconds"] for m in earlier), 1),
+        },
     }
+    assert all(m["cpu_seconds"] > 0 for m in earlier)
     assert _without_timing(resumed) == _without_timing(straight)
     for name in ("clean", "adversarial"):
         a, b = straight.examples[name], resumed.examples[name]
@@ -85,6 +94,7 @@ def test_an_interrupted_evaluation_resumes_to_the_same_report(
     # A second resumption reuses every batch and runs no attack.
     again = evaluate(trained_small_model, progress=False, partial=folder, **common)
     assert again.data["resumed"]["batches_reused"] == BATCHES
+    assert again.data["resumed"]["sessions"] == 2  # the stopped call's, the resumed
     assert _without_timing(again) == _without_timing(straight)
 
     # Other settings: the kept batches are deleted, none is reused.
@@ -98,6 +108,63 @@ def test_an_interrupted_evaluation_resumes_to_the_same_report(
     assert f"{BATCHES} kept batches were from other settings" in caplog.text
     assert "resumed" not in other.data
     assert len([n for n in os.listdir(folder) if n.endswith(".npz")]) == 4 + 4
+
+
+def _kept_meta(folder):
+    """The JSON part of every kept batch in `folder`."""
+    meta = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".npz"):
+            with np.load(os.path.join(folder, name)) as data:
+                meta.append(json.loads(str(data["meta"])))
+    return meta
+
+
+def test_batches_kept_before_sessions_were_recorded_count_as_one(tmp_path):
+    """A batch written by the version before the session and CPU records
+    (as the depth-56 study's first resumed evaluations were) is reused and
+    counted; the CPU seconds of such a resumption are unknown, not 0."""
+    from keras_damped.robustness.partial import PartialResults
+
+    def record(seconds, cpu):
+        out = {"robust": np.ones(4, bool), "stages": {}, "kept": None}
+        out |= {"seconds": seconds, "cost": None}
+        return out | ({} if cpu is None else {"cpu_seconds": cpu})
+
+    first = PartialResults(tmp_path, {"s": 1})
+    first.part("m", "pgd").save(0, record(2.0, 1.5), "CPU A")
+    first.part("m", "pgd").save(1, record(3.0, 2.5), "CPU A")
+    second = PartialResults(tmp_path, {"s": 1})
+    assert second.session != first.session
+    second.part("m", "fgsm").save(0, record(1.0, 0.5), "CPU B")
+    third = PartialResults(tmp_path, {"s": 1})
+    for attack, index in (("pgd", 0), ("pgd", 1), ("fgsm", 0)):
+        loaded = third.part("m", attack).load(index)
+        assert "session" not in loaded and "cpu_seconds" not in loaded
+    assert third.record() == {
+        "batches_reused": 3,
+        "machines": ["CPU A", "CPU B"],
+        "sessions": 2,
+        "seconds": {"wall": 6.0, "cpu": 4.5},
+    }
+    # The older format: no session, no CPU seconds.
+    third.part("m", "square").save(0, record(4.0, None), "CPU C")
+    (path,) = tmp_path.glob("*square-b0.npz")
+    with np.load(path) as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["meta"]))
+    del meta["session"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    fourth = PartialResults(tmp_path, {"s": 1})
+    fourth.part("m", "pgd").load(0)
+    fourth.part("m", "square").load(0)
+    assert fourth.record() == {
+        "batches_reused": 2,
+        "machines": ["CPU A", "CPU C"],
+        "sessions": 2,
+        "seconds": {"wall": 6.0, "cpu": None},
+    }
 
 
 def test_the_model_fingerprint_follows_the_weights(trained_small_model):

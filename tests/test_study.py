@@ -1015,6 +1015,38 @@ def test_the_provenance_table_names_each_session_and_a_resumed_evaluation():
                     "evaluated_on": None,
                     "evaluation_seconds": None,
                 },
+                # Reports that record the reused batches' sessions and
+                # seconds: the time over every session.
+                "2": {
+                    "training": [session("A", None)],
+                    "resumed": 0,
+                    "evaluated_on": "A",
+                    "evaluation_seconds": {"wall": 3000.0, "cpu": 2700.0},
+                    "evaluation_resumed": {
+                        "batches_reused": 9,
+                        "machines": ["A"],
+                        "sessions": 2,
+                        "seconds": {"wall": 1800.0, "cpu": 1500.0},
+                    },
+                },
+                "3": {
+                    "training": [session("A", None)],
+                    "resumed": 0,
+                    "evaluated_on": "A",
+                    "evaluation_seconds": {"wall": 3000.0, "cpu": 2700.0},
+                    "evaluation_resumed": {
+                        "batches_reused": 9,
+                        "machines": ["A"],
+                        "sessions": 1,
+                        "seconds": {"wall": 1800.0, "cpu": None},
+                    },
+                },
+                "4": {
+                    "training": [session("A", None)],
+                    "resumed": 0,
+                    "evaluated_on": "A",
+                    "evaluation_seconds": {"wall": 600.0, "cpu": 540.0},
+                },
             }
         }
     }
@@ -1025,3 +1057,10 @@ def test_the_provenance_table_names_each_session_and_a_resumed_evaluation():
         "50 min wall, 45 min CPU in its last session |" in lines
     )
     assert "| resnet56 | 1 | A | 0 | - | - |" in lines
+    resumed = "| resnet56 | {} | A | 0 | A (resumed: 9 attack batches from A) | {} |"
+    assert resumed.format(2, "80 min wall, 70 min CPU over 3 sessions") in lines
+    assert (
+        resumed.format(3, "80 min wall over 2 sessions, 45 min CPU in the last")
+        in lines
+    )
+    assert "| resnet56 | 4 | A | 0 | A | 10 min wall, 9 min CPU |" in lines

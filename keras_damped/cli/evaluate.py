@@ -88,7 +88,9 @@ def run(args):
     if resumed:
         print(
             f"Resumed: {resumed['batches_reused']} attack batches came from "
-            f"{partial} (computed on {', '.join(resumed['machines'])})."
+            f"{partial} ({resumed['sessions']} earlier session(s), "
+            f"{resumed['seconds']['wall']:.0f} s, on "
+            f"{', '.join(resumed['machines'])})."
         )
     print(f"Wrote {out}/report.json, report.md and plots/*.png.")
     if args.robustbench_json:

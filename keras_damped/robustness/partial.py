@@ -7,13 +7,15 @@ index)`: a batch's result does not depend on what ran before it. So
 a later call with the same FOLDER, the same models (weights), the same test
 images and the same settings reuses those batches instead of running them
 again: the report is the one an uninterrupted call gives, with the number of
-reused batches and the machines that ran them in its `resumed` record.
+reused batches, the machines that ran them, the earlier calls (sessions)
+they came from and the seconds they took there in its `resumed` record.
 
 Neither Keras' `BackupAndRestore` (training epochs) nor TensorFlow's
 checkpoints (variables) keep results of a loop that is not training, hence
 this module.
 """
 
+import datetime
 import hashlib
 import json
 import logging
@@ -55,7 +57,11 @@ class PartialResults:
     def __init__(self, folder, stamp):
         self.folder = os.fspath(folder)
         self.stamp = json.loads(json.dumps(stamp))
-        self.reused, self.machines = 0, set()
+        # This call's name on the batches it writes: its start and process.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.session = f"{now.isoformat(timespec='microseconds')} pid {os.getpid()}"
+        self.reused, self.machines, self.sessions = 0, set(), set()
+        self.seconds = {"wall": 0.0, "cpu": 0.0}
         os.makedirs(self.folder, exist_ok=True)
         path = os.path.join(self.folder, STAMP)
         if not os.path.isfile(path):
@@ -91,10 +97,23 @@ class PartialResults:
         return AttackBatches(self, "-".join(str(k) for k in key))
 
     def record(self):
-        """What the report says of this resumption (None: nothing reused)."""
+        """What the report says of this resumption (None: nothing reused):
+        the batches reused, the machines and the number of earlier calls
+        (sessions) that computed them, and the wall and CPU seconds they
+        took there (CPU None when a batch kept by a version before these
+        records has none; such batches count as one session)."""
         if not self.reused:
             return None
-        return {"batches_reused": self.reused, "machines": sorted(self.machines)}
+        cpu = self.seconds["cpu"]
+        return {
+            "batches_reused": self.reused,
+            "machines": sorted(self.machines),
+            "sessions": len(self.sessions),
+            "seconds": {
+                "wall": round(self.seconds["wall"], 1),
+                "cpu": None if cpu is None else round(cpu, 1),
+            },
+        }
 
 
 class AttackBatches:
@@ -119,13 +138,22 @@ class AttackBatches:
                 "stages": {s: data[f"stage_{s}"] for s in meta.pop("stages")},
                 "kept": data["kept"] if "kept" in data.files else None,
             }
-        self.results.reused += 1
-        self.results.machines.add(meta.pop("machine"))
+        results = self.results
+        results.reused += 1
+        results.machines.add(meta.pop("machine"))
+        results.sessions.add(meta.pop("session", "unrecorded"))
+        results.seconds["wall"] += meta["seconds"]
+        cpu = meta.pop("cpu_seconds", None)
+        if cpu is None or results.seconds["cpu"] is None:
+            results.seconds["cpu"] = None
+        else:
+            results.seconds["cpu"] += cpu
         return record | meta
 
     def save(self, index, record, machine):
         """Keeps batch `index`'s record: the masks and images as arrays,
-        the numbers as JSON, and the CPU that computed it."""
+        the numbers as JSON (its wall and CPU seconds among them), the CPU
+        that computed it and this call's session."""
         arrays = {"robust": record["robust"]}
         arrays |= {f"stage_{s}": m for s, m in record["stages"].items()}
         if record["kept"] is not None:
@@ -133,6 +161,7 @@ class AttackBatches:
         meta = {k: v for k, v in record.items() if k not in ("robust", "kept")}
         meta["stages"] = list(record["stages"])
         meta["machine"] = machine
+        meta["session"] = self.results.session
         arrays["meta"] = np.array(json.dumps(meta, default=_plain))
         _write_atomic(self._path(index), lambda f: np.savez(f, **arrays), "wb")
 

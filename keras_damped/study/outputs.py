@@ -381,30 +381,47 @@ def _provenance_lines(models):
         for seed, p in d.get("provenance", {}).items():
             cpus = [s["cpu"] or "?" for s in p["training"]]
             trained = " -> ".join(c for i, c in enumerate(cpus) if c not in cpus[:i])
-            seconds = p.get("evaluation_seconds") or {}
-            timing = (
-                f"{seconds['wall'] / 60:.0f} min wall, {seconds['cpu'] / 60:.0f} "
-                "min CPU"
-                if seconds
-                else "-"
-            )
             evaluated = p["evaluated_on"] or "-"
             resumed = p.get("evaluation_resumed")
             if resumed:
-                # The seconds are the last session's; the batches reused
-                # took theirs in the sessions before.
                 machines = ", ".join(resumed["machines"])
                 evaluated += (
                     f" (resumed: {resumed['batches_reused']} attack batches "
                     f"from {machines})"
                 )
-                timing += " in its last session"
+            timing = _evaluation_time(p.get("evaluation_seconds"), resumed)
             rows.append([m, seed, trained or "-", str(p["resumed"]), evaluated, timing])
     if not rows:
         return []
-    lines = ["", "## Where each run ran", ""]
+    lines = [
+        "",
+        "## Where each run ran",
+        "",
+        "A resumed evaluation's time adds to its last session's the seconds "
+        "its reused attack batches took in the sessions before (not the "
+        "clean and noise passes those also ran, which were redone).",
+        "",
+    ]
     header = ["model", "seed", "trained on", "resumed", "evaluated on"]
     return lines + _table(header + ["evaluation time"], rows)
+
+
+def _evaluation_time(seconds, resumed):
+    """A run's evaluation time for study.md: over every session where the
+    report records the reused batches' seconds, else its last session's."""
+    if not seconds:
+        return "-"
+    wall, cpu = seconds["wall"], seconds["cpu"]
+    if not resumed:
+        return f"{wall / 60:.0f} min wall, {cpu / 60:.0f} min CPU"
+    earlier = resumed.get("seconds")
+    if earlier is None:  # a report from before the sessions were recorded
+        return f"{wall / 60:.0f} min wall, {cpu / 60:.0f} min CPU in its last session"
+    sessions = resumed["sessions"] + 1
+    text = f"{(wall + earlier['wall']) / 60:.0f} min wall"
+    if earlier["cpu"] is None:
+        return f"{text} over {sessions} sessions, {cpu / 60:.0f} min CPU in the last"
+    return f"{text}, {(cpu + earlier['cpu']) / 60:.0f} min CPU over {sessions} sessions"
 
 
 def _protocol_lines(result, conf):

@@ -189,7 +189,7 @@ def _evaluate_one(config, model, seed, log):
     if resumed:
         log(
             f"  {label}: resumed its evaluation, {resumed['batches_reused']} "
-            "attack batches reused"
+            f"attack batches reused from {resumed['sessions']} earlier session(s)"
         )
     log(f"  {label}: clean {100 * report.data['models'][label]['clean']:.1f}%")
 
