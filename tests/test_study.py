@@ -999,6 +999,21 @@ def test_the_provenance_table_names_each_session_and_a_resumed_evaluation():
     def session(cpu, epoch):
         return {"cpu": cpu, "started": "t", "resumed_at_epoch": epoch}
 
+    def resumed_on_a(sessions, cpu):
+        """Trained and evaluated on A; 9 batches (1,800 s wall) reused."""
+        return {
+            "training": [session("A", None)],
+            "resumed": 0,
+            "evaluated_on": "A",
+            "evaluation_seconds": {"wall": 3000.0, "cpu": 2700.0},
+            "evaluation_resumed": {
+                "batches_reused": 9,
+                "machines": ["A"],
+                "sessions": sessions,
+                "seconds": {"wall": 1800.0, "cpu": cpu},
+            },
+        }
+
     models = {
         "resnet56": {
             "provenance": {
@@ -1017,30 +1032,8 @@ def test_the_provenance_table_names_each_session_and_a_resumed_evaluation():
                 },
                 # Reports that record the reused batches' sessions and
                 # seconds: the time over every session.
-                "2": {
-                    "training": [session("A", None)],
-                    "resumed": 0,
-                    "evaluated_on": "A",
-                    "evaluation_seconds": {"wall": 3000.0, "cpu": 2700.0},
-                    "evaluation_resumed": {
-                        "batches_reused": 9,
-                        "machines": ["A"],
-                        "sessions": 2,
-                        "seconds": {"wall": 1800.0, "cpu": 1500.0},
-                    },
-                },
-                "3": {
-                    "training": [session("A", None)],
-                    "resumed": 0,
-                    "evaluated_on": "A",
-                    "evaluation_seconds": {"wall": 3000.0, "cpu": 2700.0},
-                    "evaluation_resumed": {
-                        "batches_reused": 9,
-                        "machines": ["A"],
-                        "sessions": 1,
-                        "seconds": {"wall": 1800.0, "cpu": None},
-                    },
-                },
+                "2": resumed_on_a(sessions=2, cpu=1500.0),
+                "3": resumed_on_a(sessions=1, cpu=None),
                 "4": {
                     "training": [session("A", None)],
                     "resumed": 0,
