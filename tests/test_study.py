@@ -105,6 +105,24 @@ def test_holm_adjustment_matches_a_hand_computation():
     assert holm({"x": 0.5, "y": 0.6}) == {"x": 1.0, "y": 1.0}  # capped at 1
 
 
+def test_the_holm_sentence_names_what_survives_the_adjustment():
+    from keras_damped.study.outputs import _holm_sentence
+
+    def diffs(**p_holm):
+        return {c: {"p_holm": p} for c, p in p_holm.items()}
+
+    one = _holm_sentence(diffs(a=0.01, b=0.2, c=float("nan")), ["a", "b", "c"])
+    assert one == (
+        " After Holm's adjustment over these 2 columns, 1 stays below 0.05: "
+        "a (p = 0.010)."
+    )
+    two = _holm_sentence(diffs(a=0.01, b=0.04), ["a", "b"])
+    assert "2 stay below 0.05: a (p = 0.010), b (p = 0.040)." in two
+    none = _holm_sentence(diffs(a=0.3, b=0.2), ["a", "b"])
+    assert "none stays below 0.05 (smallest adjusted p = 0.20, b)" in none
+    assert _holm_sentence(diffs(a=float("nan")), ["a"]) == ""
+
+
 def test_t_test_p_matches_the_closed_form_and_the_interval():
     # df = 2: the t distribution's tail is 1/2 - t / (2 sqrt(2 + t^2)).
     s = summarize([1.0, 2.0, 3.0])  # mean 2, sd 1: t = 2 sqrt(3)
@@ -1045,6 +1063,11 @@ def test_the_provenance_table_names_each_session_and_a_resumed_evaluation():
     }
     lines = _provenance_lines(models)
     assert lines[:3] == ["", "## Where each run ran", ""]
+    header = (
+        "| model | seed | trained on | training resumed | evaluated on "
+        "| evaluation time |"
+    )
+    assert header in lines
     assert (
         "| resnet56 | 0 | A -> B | 2 | B (resumed: 7 attack batches from A) | "
         "50 min wall, 45 min CPU in its last session |" in lines

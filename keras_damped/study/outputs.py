@@ -94,7 +94,7 @@ def _holm_sentence(diffs, columns):
     if kept:
         return (
             f" After Holm's adjustment over these {len(adjusted)} columns, "
-            f"{len(kept)} stay below 0.05: "
+            f"{len(kept)} {'stays' if len(kept) == 1 else 'stay'} below 0.05: "
             + ", ".join(f"{c} (p = {adjusted[c]:.3f})" for c in kept)
             + "."
         )
@@ -402,7 +402,7 @@ def _provenance_lines(models):
         "clean and noise passes those also ran, which were redone).",
         "",
     ]
-    header = ["model", "seed", "trained on", "resumed", "evaluated on"]
+    header = ["model", "seed", "trained on", "training resumed", "evaluated on"]
     return lines + _table(header + ["evaluation time"], rows)
 
 
