@@ -35,6 +35,7 @@ from keras_damped.study.stats import depth_table
 from keras_damped.study.stats import detectable
 from keras_damped.study.stats import example_floor
 from keras_damped.study.stats import holm
+from keras_damped.study.stats import power_at_half_width
 from keras_damped.study.stats import protocol_columns
 from keras_damped.study.stats import relative
 from keras_damped.study.stats import run_columns
@@ -108,8 +109,8 @@ def test_holm_adjustment_matches_a_hand_computation():
 def test_the_holm_sentence_names_what_survives_the_adjustment():
     from keras_damped.study.outputs import _holm_sentence
 
-    def diffs(**p_holm):
-        return {c: {"p_holm": p} for c, p in p_holm.items()}
+    def diffs(verdict="no difference shown", **p_holm):
+        return {c: {"p_holm": p, "verdict": verdict} for c, p in p_holm.items()}
 
     one = _holm_sentence(diffs(a=0.01, b=0.2, c=float("nan")), ["a", "b", "c"])
     assert one == (
@@ -118,8 +119,21 @@ def test_the_holm_sentence_names_what_survives_the_adjustment():
     )
     two = _holm_sentence(diffs(a=0.01, b=0.04), ["a", "b"])
     assert "2 stay below 0.05: a (p = 0.010), b (p = 0.040)." in two
+    # Nothing excludes zero before the adjustment: no word about chance.
     none = _holm_sentence(diffs(a=0.3, b=0.2), ["a", "b"])
-    assert "none stays below 0.05 (smallest adjusted p = 0.20, b)" in none
+    assert none == (
+        " After Holm's adjustment over these 2 columns, none stays below 0.05 "
+        "(smallest adjusted p = 0.20, b)."
+    )
+    lower = _holm_sentence(diffs(verdict="lower", a=0.09, b=0.08), ["a", "b"])
+    assert lower.endswith(
+        "(smallest adjusted p = 0.08, b): the 2 intervals that exclude zero "
+        "are within what chance gives over 2 columns."
+    )
+    one_resolved = diffs(a=0.3, b=0.2) | diffs(verdict="higher", c=0.1)
+    assert _holm_sentence(one_resolved, ["a", "b", "c"]).endswith(
+        ": the interval that excludes zero is within what chance gives over 3 columns."
+    )
     assert _holm_sentence(diffs(a=float("nan")), ["a"]) == ""
 
 
@@ -153,8 +167,39 @@ def test_detectable_difference_has_the_power_it_claims():
     # At the half-width: the noncentral t at its own critical value, 0.557
     # at 5 seeds.
     assert power(s["half_width"]) == pytest.approx(0.557, abs=0.01)
+    assert power_at_half_width(n) == pytest.approx(power(s["half_width"]), abs=0.01)
     z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
     assert d80 > z * sd / np.sqrt(n)  # t's heavier tails need more than z
+
+
+@pytest.mark.parametrize("n", [2, 3, 10])
+def test_power_at_the_half_width_against_a_simulated_t_test(n):
+    """The power study.md quotes for its seed count: the share of simulated
+    paired t-tests that reject when the true difference is the half-width."""
+    from scipy import stats
+
+    rng = np.random.default_rng(n)
+    t_crit = stats.t.ppf(0.975, n - 1)
+    draws = rng.normal(t_crit / np.sqrt(n), 1.0, size=(100_000, n))  # sd 1
+    t = draws.mean(1) / (draws.std(1, ddof=1) / np.sqrt(n))
+    simulated = float(np.mean(np.abs(t) > t_crit))
+    assert power_at_half_width(n) == pytest.approx(simulated, abs=0.006)
+    assert np.isnan(power_at_half_width(1))
+
+
+def test_the_resolution_text_quotes_the_power_at_the_study_seed_count():
+    from keras_damped.study.outputs import _resolution_lines
+
+    def diff(n):
+        s = summarize(list(np.linspace(0.0, 0.02, n)))
+        return dict(s, detectable_80=detectable(s), seeds_needed={})
+
+    for n in (3, 5):
+        result = {"differences": {"m": {"clean": diff(n)}}}
+        text = " ".join(_resolution_lines(result, ["clean"], 95))
+        expected = f"{power_at_half_width(n):.2f} at {n} seeds"
+        assert f"the power of a paired t-test there is {expected})" in text
+    assert "0.56 at 5 seeds" in text
 
 
 def test_depth_contrast_matches_a_hand_computed_welch_interval():

@@ -91,19 +91,27 @@ def _holm_sentence(diffs, columns):
         return ""
     kept = [c for c, p in adjusted.items() if p < 0.05]
     smallest = min(adjusted, key=adjusted.get)
+    text = f" After Holm's adjustment over these {len(adjusted)} columns, "
     if kept:
         return (
-            f" After Holm's adjustment over these {len(adjusted)} columns, "
-            f"{len(kept)} {'stays' if len(kept) == 1 else 'stay'} below 0.05: "
+            text
+            + f"{len(kept)} {'stays' if len(kept) == 1 else 'stay'} below 0.05: "
             + ", ".join(f"{c} (p = {adjusted[c]:.3f})" for c in kept)
             + "."
         )
-    return (
-        f" After Holm's adjustment over these {len(adjusted)} columns, none "
-        f"stays below 0.05 (smallest adjusted p = {adjusted[smallest]:.2f}, "
-        f"{smallest}): with this many columns, intervals that exclude zero "
-        "are what chance alone would give."
+    text += (
+        f"none stays below 0.05 (smallest adjusted p = {adjusted[smallest]:.2f}, "
+        f"{smallest})"
     )
+    resolved = [c for c in adjusted if diffs[c].get("verdict") in ("higher", "lower")]
+    if not resolved:
+        return text + "."
+    which = (
+        "the interval that excludes zero is"
+        if len(resolved) == 1
+        else f"the {len(resolved)} intervals that exclude zero are"
+    )
+    return f"{text}: {which} within what chance gives over {len(adjusted)} columns."
 
 
 def _signed(s):
@@ -126,8 +134,13 @@ def _resolution_lines(result, columns, conf, title="## Resolution"):
     the seeds a half-width of 1, 2 or 5 points would need."""
     from keras_damped.study.stats import RESOLUTION_TARGETS
     from keras_damped.study.stats import points
+    from keras_damped.study.stats import power_at_half_width
 
     targets = [points(h) for h in RESOLUTION_TARGETS]
+    seeds = sorted({d[c]["n"] for d in result["differences"].values() for c in columns})
+    power = " and ".join(
+        f"{power_at_half_width(n, conf / 100):.2f} at {n} seeds" for n in seeds
+    )
     lines = [
         "",
         title,
@@ -135,8 +148,8 @@ def _resolution_lines(result, columns, conf, title="## Resolution"):
         f"The half-width of each paired {conf}% interval is the smallest "
         "difference this study can tell from zero (never below one test "
         "example's worth): a true difference of that size is detected only "
-        "about half the time (the power of a paired t-test there is 0.56 at "
-        "5 seeds). `80% power` is the true difference detected 4 times in 5 "
+        f"about half the time (the power of a paired t-test there is {power}). "
+        "`80% power` is the true difference detected 4 times in 5 "
         "(noncentral t at the same spread). The seeds columns say how many "
         "seeds (Student t, at this column's spread of the paired differences) "
         f"a half-width of {', '.join(targets)} points would need.",
