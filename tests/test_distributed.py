@@ -94,11 +94,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_workers_on_localhost_train_one_epoch(tmp_path):
+def _two_workers(run_dir, scratch, *extra, epochs=1):
+    """`keras-damped train` as two workers on localhost: (exit code, stdout,
+    stderr) of each. Their temporary folders go to `scratch`."""
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    run_dir = tmp_path / "multi"
     args = [
         sys.executable,
         "-m",
@@ -109,24 +109,30 @@ def test_two_workers_on_localhost_train_one_epoch(tmp_path):
         "--dataset",
         "fashion_mnist",
         "--epochs",
-        "1",
+        str(epochs),
         "--train-limit",
         "128",
         "--test-limit",
         "64",
         "--batch-size",
         "32",
+        # A rate that does not depend on the number of epochs, so that one
+        # epoch resumed to two is the same run as two straight through.
+        "--schedule",
+        "constant",
         "--distribute",
         "multi_worker",
         "--out",
         str(run_dir),
         "--verbose",
         "2",
+        *extra,
     ]
     workers = []
     for index in range(2):
         env = dict(
             os.environ,
+            TMPDIR=str(scratch),
             TF_CONFIG=json.dumps(
                 {"cluster": cluster, "task": {"type": "worker", "index": index}}
             ),
@@ -137,17 +143,55 @@ def test_two_workers_on_localhost_train_one_epoch(tmp_path):
             )
         )
     outputs = [w.communicate(timeout=600) for w in workers]
-    for worker, (_, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
+    return [(w.returncode, *out) for w, out in zip(workers, outputs)]
+
+
+def _epoch_lines(out):
+    return [line for line in out.splitlines() if line.startswith(("Epoch", "4/4"))]
+
+
+@pytest.mark.slow
+def test_two_workers_on_localhost_train_and_resume(tmp_path):
+    import keras
+    import numpy as np
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    run_dir = tmp_path / "multi"
+    results = _two_workers(run_dir, scratch)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
     # Both workers took the same synchronous steps and saw the same metrics.
-    lines = [
-        [line for line in out.splitlines() if line.startswith("4/4")]
-        for out, _ in outputs
-    ]
-    assert (
-        len(lines[0]) == 1
-        and lines[0][0].split("step")[-1] == lines[1][0].split("step")[-1]
-    )
+    lines = [_epoch_lines(out) for _, out, _ in results]
+    assert len(lines[0]) == 1 and lines[0][0].startswith("4/4")
+    assert lines[0][0].split("step")[-1] == lines[1][0].split("step")[-1]
     record = json.loads((run_dir / "config.json").read_text())
     assert record["resolved"]["replicas"] == 2
     assert (run_dir / "model.keras").exists()
+    # The same command again: worker 0 refuses the finished run, and the
+    # other worker learns it and stops too (before, it waited for worker 0).
+    results = _two_workers(run_dir, scratch)
+    assert [code for code, _, _ in results] == [2, 2]
+    assert "already holds a finished run" in results[0][2]
+    assert "Worker 0 refused the run folder" in results[1][2]
+    # Resumed for a second epoch: both workers restore worker 0's checkpoint
+    # and take the same steps, and the weights are those of a run of two
+    # epochs straight through (before, worker 1 started over at epoch 1 and
+    # the collectives failed).
+    results = _two_workers(run_dir, scratch, "--resume", epochs=2)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    lines = [_epoch_lines(out) for _, out, _ in results]
+    assert lines[0][0] == lines[1][0] == "Epoch 2/2" and len(lines[0]) == 2
+    assert lines[0][1].split("step")[-1] == lines[1][1].split("step")[-1]
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["resumed_at_epoch"] == 1
+    straight = tmp_path / "straight"
+    for code, _, err in _two_workers(straight, scratch, epochs=2):
+        assert code == 0, err[-3000:]
+    a = keras.saving.load_model(run_dir / "model.keras")
+    b = keras.saving.load_model(straight / "model.keras")
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb), err_msg=wa.path)
+    # Worker 1's scratch checkpoints went with it.
+    assert not [p.name for p in scratch.iterdir() if "keras_damped" in p.name]

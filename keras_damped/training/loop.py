@@ -328,7 +328,9 @@ def train(config, resume=False, overwrite=False, callbacks=None):
     # Only the chief owns the run folder; other workers keep scratch state.
     if chief and not overwrite:
         BackupUnlessDiverged.recover(os.path.join(config.run_dir, "checkpoints"))
-    initial_epoch = _check_run_dir(config, resume, overwrite) if chief else 0
+    initial_epoch = _agreed_epoch(
+        config, strategy, chief, lambda: _check_run_dir(config, resume, overwrite)
+    )
     previous = _previous_record(config.run_dir) if chief and not overwrite else None
     data = _load_data(config)
     steps = steps_per_epoch(len(data[0]), config.batch_size)
@@ -346,7 +348,84 @@ def train(config, resume=False, overwrite=False, callbacks=None):
         _write_record(config, overwrite, resolved, initial_epoch, previous)
         backup_dir = os.path.join(config.run_dir, "checkpoints")
     else:
-        backup_dir = tempfile.mkdtemp(prefix="keras_damped_worker_")
+        backup_dir = _worker_scratch(config, initial_epoch)
+    try:
+        return _train_from(
+            config, model, strategy, data, steps, initial_epoch, backup_dir, callbacks
+        )
+    finally:
+        if not chief:  # never read again: a resumed worker copies worker 0's
+            shutil.rmtree(backup_dir, ignore_errors=True)
+
+
+def _agreed_epoch(config, strategy, chief, decide):
+    """The epoch the run starts at, as worker 0 decides it, on every worker.
+
+    Worker 0 alone judges the run folder (`decide`). Under `multi_worker` the
+    other workers learn its answer through one all-reduce, so that every
+    worker takes the same steps, or all of them stop when worker 0 refuses
+    the folder (worker 0 raises its own error after the all-reduce).
+    """
+    if config.distribute != "multi_worker":
+        return decide()
+    refusal, epoch = None, 0
+    if chief:
+        try:
+            epoch = decide()
+        except (ValueError, RunDirExistsError) as error:
+            refusal, epoch = error, -1
+
+    def first_replica_says():
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return tf.where(tf.equal(replica, 0), float(epoch), 0.0)
+
+    @tf.function  # eager collectives warn of their overhead
+    def agree():
+        return strategy.reduce("SUM", strategy.run(first_replica_says), axis=None)
+
+    agreed = int(round(float(agree())))
+    if refusal is not None:
+        raise refusal
+    if agreed < 0:
+        raise RunDirExistsError(
+            f"Worker 0 refused the run folder {config.run_dir}; its own "
+            "message says why. Nothing was changed."
+        )
+    return agreed
+
+
+def _worker_scratch(config, initial_epoch):
+    """A non-chief worker's checkpoint folder: a fresh temporary one and,
+    when the run resumes, a copy of worker 0's checkpoint in it, so that
+    every worker restores the same weights, optimizer state and epoch (the
+    run folder must then be visible to every worker, as for Keras' own
+    multi-worker backups)."""
+    source = os.path.join(config.run_dir, "checkpoints")
+    if initial_epoch:
+        meta = os.path.join(source, "training_metadata.json")
+        found = None
+        if os.path.isfile(meta):
+            with open(meta) as f:
+                found = int(json.load(f)["epoch"])
+        if found != initial_epoch:
+            seen = "no checkpoint" if found is None else f"epoch {found}'s checkpoint"
+            raise ValueError(
+                f"Worker 0 resumes {config.run_dir} after epoch {initial_epoch}, "
+                f"but this worker finds {seen} in {source}: a multi-worker run "
+                "resumes only where every worker sees the run folder (a shared "
+                "file system)."
+            )
+    scratch = tempfile.mkdtemp(prefix="keras_damped_worker_")
+    if initial_epoch:
+        shutil.copytree(source, scratch, dirs_exist_ok=True)
+    return scratch
+
+
+def _train_from(
+    config, model, strategy, data, steps, initial_epoch, backup_dir, callbacks
+):
+    """`train()` from the epoch it starts at: fit, then save the model."""
+    chief = _is_chief(strategy)
     backup = BackupUnlessDiverged(backup_dir)
     fit_callbacks = _run_callbacks(config, chief, backup, callbacks)
     if initial_epoch:
@@ -357,8 +436,9 @@ def train(config, resume=False, overwrite=False, callbacks=None):
         raise TrainingDivergedError(
             f"Training diverged: the loss became NaN or infinite at epoch "
             f"{epoch + 1}, batch {batch + 1}, and TerminateOnNaN stopped it. The "
-            f"last good checkpoint (after epoch {epoch}) is kept in {backup_dir}; "
-            "lower --lr and continue with --resume."
+            f"last good checkpoint (after epoch {epoch}) is kept in "
+            f"{os.path.join(config.run_dir, 'checkpoints')}; lower --lr and "
+            "continue with --resume."
         )
     run_dir = config.run_dir
     model_path = os.path.join(run_dir, "model.keras")
