@@ -7,8 +7,10 @@ One machine, all its GPUs (or logical CPU devices), synchronous:
 
 Several machines (or processes): every worker runs the same command with a
 TF_CONFIG that lists the cluster and its own index; worker 0 is the chief
-and writes the run folder. This script starts two workers on this machine
-(loopback ports) to show it; on real machines use their addresses.
+and writes the run folder. The same commands again resume a killed run
+(every worker restores worker 0's checkpoint, so the run folder must be on
+a file system all workers see). This script starts two workers on this
+machine (loopback ports) to show it; on real machines use their addresses.
 
     python examples/distributed_training.py
 """
