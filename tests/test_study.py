@@ -27,7 +27,9 @@ from keras_damped.study import paired_difference
 from keras_damped.study import run_study
 from keras_damped.study import summarize
 from keras_damped.study.recipes import CIFAR10_PAPER
+from keras_damped.study.runner import WHOLE
 from keras_damped.study.runner import _check_out
+from keras_damped.study.runner import _Clock
 from keras_damped.study.runner import _state
 from keras_damped.study.stats import clean_on_attacked
 from keras_damped.study.stats import depth_contrast
@@ -734,6 +736,25 @@ def test_another_configuration_is_refused_without_overwrite(resumed_study):
     assert open(path).read() == before
     assert _state(config, "resnet20", 0) == "trained earlier, evaluating"
     assert _state(config, "resnet20", 2) == "starting"
+    # Both start their work from the beginning: the time-left estimate
+    # counts them (test_the_time_left_leaves_out_resumed_runs).
+    assert {"trained earlier, evaluating", "starting"} == set(WHOLE)
+
+
+def test_the_time_left_leaves_out_resumed_runs():
+    """A run resumed from its checkpoint or kept attack batches did only the
+    rest of its work: the estimate is the mean of the runs done from their
+    start, times the runs left, over the runs at once."""
+    clock = _Clock(total=5, jobs=2)
+    clock.finish()  # reused: nothing to time
+    clock.finish(600, whole=False)  # resumed: 10 min
+    assert clock.remaining() == ("time left unknown until a run is done from its start")
+    clock.finish(5400)  # 90 min from its start
+    clock.finish(3600)  # 60 min
+    # One run left at the mean of 75 min, two at once: 37.5 min.
+    assert clock.remaining() == "about 38 min left"
+    clock.finish(4000)
+    assert clock.remaining() == "nothing left"
 
 
 def test_a_format_1_study_folder_is_read_and_resumes(tmp_path):

@@ -65,7 +65,9 @@ def _check_out(config, overwrite):
 
 
 class _Clock:
-    """Elapsed time and an estimate of what remains, from the mean so far."""
+    """Elapsed time and an estimate of what remains: the mean time of the
+    runs done here from their start (a resumed run, which did only the rest
+    of its work, would make the estimate too short)."""
 
     def __init__(self, total, jobs=1):
         self.start = time.monotonic()
@@ -74,16 +76,18 @@ class _Clock:
         self.done = 0
         self.timed = []
 
-    def finish(self, seconds=None):
+    def finish(self, seconds=None, whole=True):
         self.done += 1
-        if seconds is not None:
+        if seconds is not None and whole:
             self.timed.append(seconds)
 
     def remaining(self):
+        if self.done == self.total:
+            return "nothing left"
         if not self.timed:
-            return "unknown"
+            return "time left unknown until a run is done from its start"
         left = (self.total - self.done) * sum(self.timed) / len(self.timed)
-        return _duration(left / self.jobs)
+        return f"about {_duration(left / self.jobs)} left"
 
 
 def _duration(seconds):
@@ -249,6 +253,10 @@ def run_one(config, model, seed, log, train_only=False):
         _evaluate_one(config, model, seed, log)
 
 
+# The states of a run that starts its work from the beginning (see _state).
+WHOLE = ("starting", "trained earlier, evaluating")
+
+
 def _state(config, model, seed, train_only=False):
     """What a run still needs, in words (None: nothing)."""
     if _trained(config, model, seed):
@@ -289,13 +297,13 @@ def _run_all(config, runs, jobs, log, train_only=False):
             pending.append((model, seed, state))
     running, failed = {}, []
 
-    def finished(model, seed, started):
-        clock.finish(time.monotonic() - started)
+    def finished(model, seed, started, state):
+        clock.finish(time.monotonic() - started, whole=state in WHOLE)
         log(
             f"[run {clock.done}/{clock.total}] {model} seed {seed}: done in "
             f"{_duration(time.monotonic() - started)}; "
-            f"{_duration(time.monotonic() - clock.start)} elapsed, about "
-            f"{clock.remaining()} left"
+            f"{_duration(time.monotonic() - clock.start)} elapsed, "
+            f"{clock.remaining()}"
         )
 
     try:
@@ -307,7 +315,7 @@ def _run_all(config, runs, jobs, log, train_only=False):
                 started = time.monotonic()
                 if jobs == 1:
                     run_one(config, model, seed, log, train_only)
-                    finished(model, seed, started)
+                    finished(model, seed, started, state)
                     continue
                 command = [sys.executable, "-m", "keras_damped.study.worker"]
                 process = subprocess.Popen(
@@ -315,14 +323,14 @@ def _run_all(config, runs, jobs, log, train_only=False):
                     + (["--train-only"] if train_only else []),
                     env=dict(os.environ, _KERAS_DAMPED_QUIET="1"),
                 )
-                running[process] = (model, seed, started)
+                running[process] = (model, seed, started, state)
             for process in [p for p in running if p.poll() is not None]:
-                model, seed, started = running.pop(process)
+                model, seed, started, state = running.pop(process)
                 if process.returncode:
                     failed.append(f"{model} seed {seed} (exit {process.returncode})")
                     log(f"[run] {model} seed {seed}: failed, see above")
                 else:
-                    finished(model, seed, started)
+                    finished(model, seed, started, state)
             if running:
                 time.sleep(0.2)
     finally:
