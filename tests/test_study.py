@@ -744,15 +744,18 @@ def test_another_configuration_is_refused_without_overwrite(resumed_study):
 def test_the_time_left_leaves_out_resumed_runs():
     """A run resumed from its checkpoint or kept attack batches did only the
     rest of its work: the estimate is the mean of the runs done from their
-    start, times the runs left, over the runs at once."""
-    clock = _Clock(total=5, jobs=2)
+    start, times the rounds of `jobs` runs at once that are left."""
+    clock = _Clock(total=6, jobs=2)
     clock.finish()  # reused: nothing to time
     clock.finish(600, whole=False)  # resumed: 10 min
-    assert clock.remaining() == ("time left unknown until a run is done from its start")
+    assert clock.remaining() == "time left unknown until a run is done from its start"
     clock.finish(5400)  # 90 min from its start
+    # Three runs left, two at a time: two rounds of 90 min.
+    assert clock.remaining() == "about 3.0 h left"
     clock.finish(3600)  # 60 min
-    # One run left at the mean of 75 min, two at once: 37.5 min.
-    assert clock.remaining() == "about 38 min left"
+    # Two runs left at the mean of 75 min, at once: one round.
+    assert clock.remaining() == "about 75 min left"
+    clock.finish(4000)
     clock.finish(4000)
     assert clock.remaining() == "nothing left"
 

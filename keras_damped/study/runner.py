@@ -8,6 +8,7 @@ the multi-run outputs (`study.json`, `study.md`, `plots/`, `tb/`) are new.
 
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -67,7 +68,8 @@ def _check_out(config, overwrite):
 class _Clock:
     """Elapsed time and an estimate of what remains: the mean time of the
     runs done here from their start (a resumed run, which did only the rest
-    of its work, would make the estimate too short)."""
+    of its work, would make the estimate too short), times the rounds of
+    `jobs` runs at once that the runs left take."""
 
     def __init__(self, total, jobs=1):
         self.start = time.monotonic()
@@ -86,8 +88,8 @@ class _Clock:
             return "nothing left"
         if not self.timed:
             return "time left unknown until a run is done from its start"
-        left = (self.total - self.done) * sum(self.timed) / len(self.timed)
-        return f"about {_duration(left / self.jobs)} left"
+        waves = math.ceil((self.total - self.done) / self.jobs)
+        return f"about {_duration(waves * sum(self.timed) / len(self.timed))} left"
 
 
 def _duration(seconds):
