@@ -211,6 +211,15 @@ def _is_chief(strategy):
     return strategy.extended.should_checkpoint
 
 
+def _checkpoint_epoch(checkpoints):
+    """The epochs a `BackupAndRestore` folder holds, or None without one."""
+    meta = os.path.join(checkpoints, "training_metadata.json")
+    if not os.path.isfile(meta):
+        return None
+    with open(meta) as f:
+        return int(json.load(f)["epoch"])
+
+
 def _run_state(run_dir):
     """None (empty or absent), or (config dict, finished?, completed epochs)."""
     if not os.path.isdir(run_dir) or not os.listdir(run_dir):
@@ -220,11 +229,7 @@ def _run_state(run_dir):
         return {}, True, 0
     with open(config_path) as f:
         stored = json.load(f)
-    meta = os.path.join(run_dir, "checkpoints", "training_metadata.json")
-    epochs_done = 0
-    if os.path.isfile(meta):
-        with open(meta) as f:
-            epochs_done = int(json.load(f)["epoch"])
+    epochs_done = _checkpoint_epoch(os.path.join(run_dir, "checkpoints")) or 0
     finished = os.path.isfile(os.path.join(run_dir, "model.keras"))
     return legacy_names(stored.get("config", {})), finished, epochs_done
 
@@ -402,11 +407,7 @@ def _worker_scratch(config, initial_epoch):
     multi-worker backups)."""
     source = os.path.join(config.run_dir, "checkpoints")
     if initial_epoch:
-        meta = os.path.join(source, "training_metadata.json")
-        found = None
-        if os.path.isfile(meta):
-            with open(meta) as f:
-                found = int(json.load(f)["epoch"])
+        found = _checkpoint_epoch(source)
         if found != initial_epoch:
             seen = "no checkpoint" if found is None else f"epoch {found}'s checkpoint"
             raise ValueError(
