@@ -130,11 +130,12 @@ def test_the_holm_sentence_names_what_survives_the_adjustment():
     lower = _holm_sentence(diffs(verdict="lower", a=0.09, b=0.08), ["a", "b"])
     assert lower.endswith(
         "(smallest adjusted p = 0.08, b): the 2 intervals that exclude zero "
-        "are within what chance gives over 2 columns."
+        "do not survive the correction for 2 columns."
     )
     one_resolved = diffs(a=0.3, b=0.2) | diffs(verdict="higher", c=0.1)
     assert _holm_sentence(one_resolved, ["a", "b", "c"]).endswith(
-        ": the interval that excludes zero is within what chance gives over 3 columns."
+        ": the interval that excludes zero does not survive the correction for 3 "
+        "columns."
     )
     assert _holm_sentence(diffs(a=float("nan")), ["a"]) == ""
 
@@ -294,6 +295,7 @@ def _fake_study(out, depth, pgd, lambdas):
         },
         "columns": ["clean", "pgd 8"],
         "protocol_columns": [],
+        "families": {"pixel": ["clean", "pgd 8"]},
         "evaluation": settings,
         "models": models,
         "differences": differences,
@@ -343,6 +345,23 @@ def test_depth_table_against_a_hand_computed_contrast():
     assert cells[1].startswith("+1.0 [") and not cells[1].startswith("**")
     assert cells[2].startswith("**+4.0 [")
     assert cells[3] == "**+3.0 [+0.7, +5.3]**"
+    # Holm over the family (clean, pgd 8): Welch's p of pgd 8 (SciPy's
+    # unequal-variance t-test on the per-seed differences) doubled; clean's
+    # change is exactly 0 (p = 1), so its adjusted p stays 1.
+    from scipy import stats
+
+    welch = stats.ttest_ind(
+        [0.03, 0.05, 0.04], [0.01, 0.02, 0.00], equal_var=False
+    ).pvalue
+    assert cell["contrast"]["p"] == pytest.approx(welch, rel=1e-6)
+    assert cell["contrast"]["p_holm"] == pytest.approx(2 * welch, rel=1e-6)
+    assert table["rows"]["in_resnet"]["clean"]["contrast"]["p_holm"] == 1.0
+    assert (
+        "- **in_resnet, change with depth**: the interval excludes zero in 1 "
+        "of the 2 main columns: the difference grows from in_resnet20 to "
+        "in_resnet56 in pgd 8 (+3.0 [+0.7, +5.3]). After Holm's adjustment "
+        f"over these 2 columns, 1 stays below 0.05: pgd 8 (p = {2 * welch:.3f})."
+    ) in text
     assert "\n| clean | " in text
     deep["config"]["baseline"] = "in_resnet56"
     with pytest.raises(ValueError, match="different baselines"):

@@ -107,11 +107,11 @@ def _holm_sentence(diffs, columns):
     if not resolved:
         return text + "."
     which = (
-        "the interval that excludes zero is"
+        "the interval that excludes zero does"
         if len(resolved) == 1
-        else f"the {len(resolved)} intervals that exclude zero are"
+        else f"the {len(resolved)} intervals that exclude zero do"
     )
-    return f"{text}: {which} within what chance gives over {len(adjusted)} columns."
+    return f"{text}: {which} not survive the correction for {len(adjusted)} columns."
 
 
 def _signed(s):
@@ -358,6 +358,7 @@ def _depth_lines(table, conf):
         for column in table["columns"]
     ]
     lines += _table(header, rows)
+    lines += [""] + _depth_summary(table)
     lines += ["", "Clean accuracy (%):", ""]
     rows = [
         [kind] + [_interval(sides[s]) for s in ("shallow", "deep")]
@@ -378,6 +379,34 @@ def _depth_lines(table, conf):
                 for block, v in sides[side].items()
             ]
             lines += _table(["block", "mean", "sd", "range"], rows)
+    return lines
+
+
+def _depth_summary(table):
+    """Per damped kind, which main columns' change with depth excludes zero
+    and what survives Holm's adjustment over them."""
+    main = table["families"]["pixel"]
+    lines = []
+    for kind, by_column in table["rows"].items():
+        contrasts = {c: by_column[c]["contrast"] for c in main}
+        moved = {
+            side: [c for c in main if contrasts[c]["verdict"] == side]
+            for side in ("higher", "lower")
+        }
+        names = table["models"][kind]
+        parts = [
+            f"{verb} from {names['shallow']} to {names['deep']} in "
+            + ", ".join(f"{c} ({_signed(contrasts[c])})" for c in moved[side])
+            for side, verb in (("higher", "grows"), ("lower", "shrinks"))
+            if moved[side]
+        ]
+        text = (
+            f"- **{kind}, change with depth**: the interval excludes zero in "
+            f"{len(moved['higher']) + len(moved['lower'])} of the {len(main)} "
+            "main columns"
+        )
+        text += (": the difference " + "; ".join(parts) + ".") if parts else "."
+        lines.append(text + _holm_sentence(contrasts, main))
     return lines
 
 

@@ -591,8 +591,10 @@ def depth_table(shallow, deep):
     damped kind and each column both studies have: the paired difference
     against the baseline in each study (seeds paired within a study) and
     `depth_contrast` between them (deep minus shallow; the studies' models
-    are independent). Also each kind's clean accuracy and, per damped block,
-    the learned lambda's mean and spread over seeds in each study.
+    are independent), with its Holm-adjusted p-value (`p_holm`) within the
+    deep study's families of columns (`families`). Also each kind's clean
+    accuracy and, per damped block, the learned lambda's mean and spread
+    over seeds in each study.
     """
     kinds = {}
     for result, side in ((shallow, "shallow"), (deep, "deep")):
@@ -623,6 +625,17 @@ def depth_table(shallow, deep):
                 "deep": deep["differences"][names["deep"]][c],
                 "contrast": depth_contrast(a, b, floor=floor),
             }
+    # Holm within each of the deep study's families, as for its own
+    # differences: the change with depth is tested once per column too.
+    families = {
+        name: [c for c in family if c in set(columns)]
+        for name, family in deep["families"].items()
+    }
+    for by_column in rows.values():
+        for family in families.values():
+            contrasts = {c: by_column[c]["contrast"] for c in family}
+            for c, p in holm({c: d["p"] for c, d in contrasts.items()}).items():
+                contrasts[c]["p_holm"] = p
     studies = {"shallow": shallow, "deep": deep}
     clean = {
         kind: {
@@ -648,6 +661,7 @@ def depth_table(shallow, deep):
         },
         "models": pairs,
         "columns": columns,
+        "families": families,
         "rows": rows,
         "clean": clean,
         "lambdas": lambdas,
