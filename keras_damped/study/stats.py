@@ -625,17 +625,7 @@ def depth_table(shallow, deep):
                 "deep": deep["differences"][names["deep"]][c],
                 "contrast": depth_contrast(a, b, floor=floor),
             }
-    # Holm within each of the deep study's families, as for its own
-    # differences: the change with depth is tested once per column too.
-    families = {
-        name: [c for c in family if c in set(columns)]
-        for name, family in deep["families"].items()
-    }
-    for by_column in rows.values():
-        for family in families.values():
-            contrasts = {c: by_column[c]["contrast"] for c in family}
-            for c, p in holm({c: d["p"] for c, d in contrasts.items()}).items():
-                contrasts[c]["p_holm"] = p
+    families = _adjust_contrasts(rows, deep["families"], columns)
     studies = {"shallow": shallow, "deep": deep}
     clean = {
         kind: {
@@ -666,6 +656,22 @@ def depth_table(shallow, deep):
         "clean": clean,
         "lambdas": lambdas,
     }
+
+
+def _adjust_contrasts(rows, families, columns):
+    """Holm's adjustment of each kind's changes with depth within each of
+    the deep study's `families` (restricted to the shared `columns`), as
+    for its own differences; returns those families."""
+    families = {
+        name: [c for c in family if c in set(columns)]
+        for name, family in families.items()
+    }
+    for by_column in rows.values():
+        for family in families.values():
+            contrasts = {c: by_column[c]["contrast"] for c in family}
+            for c, p in holm({c: d["p"] for c, d in contrasts.items()}).items():
+                contrasts[c]["p_holm"] = p
+    return families
 
 
 def _lambda_spread(lambdas):
